@@ -1,0 +1,115 @@
+//! Assembles the server from the command line and runs it until a signal.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::{
+    bus::Bus,
+    cli::{Cli, LogFormat},
+    filter::{FilterStage, PassThrough},
+    http,
+    mcp::{self, McpOptions, session_store::SessionFile},
+    registry::Registry,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the plugins folder {0} does not exist; pass --plugins with the folder holding chain.toml (the repository's ./plugins)"
+    )]
+    PluginsMissing(PathBuf),
+    #[error("no state folder: set HOME, XDG_STATE_HOME or pass --state-dir")]
+    NoStateDir,
+    #[error(transparent)]
+    Store(#[from] mcp::session_store::StoreError),
+    #[error(transparent)]
+    Bind(#[from] http::BindError),
+    #[error("the server stopped: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn default_state_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
+        })?;
+    Some(base.join("switchboard"))
+}
+
+pub async fn run(cli: Cli) -> Result<(), StartError> {
+    if !cli.plugins.is_dir() {
+        return Err(StartError::PluginsMissing(cli.plugins));
+    }
+    let listener = http::bind(SocketAddr::new(cli.bind, cli.port)).await?;
+    let addr = listener.local_addr()?;
+    let state_dir = cli
+        .state_dir
+        .clone()
+        .or_else(default_state_dir)
+        .ok_or(StartError::NoStateDir)?;
+    let store = Arc::new(SessionFile::open(&state_dir, addr.port())?);
+
+    let filters: Arc<dyn FilterStage> = Arc::new(PassThrough);
+    let registry = Arc::new(Registry::new(
+        cli.queue_depth,
+        Duration::from_millis(cli.reconnect_grace_ms),
+    ));
+    let bus = Arc::new(Bus::new(registry, filters, cli.max_message_bytes));
+
+    let shutdown = CancellationToken::new();
+    let mcp = mcp::service(
+        bus.clone(),
+        store.clone(),
+        McpOptions {
+            session_idle: Duration::from_secs(cli.session_idle_secs),
+            any_host: !cli.bind.is_loopback(),
+        },
+        shutdown.clone(),
+    );
+    let app = http::router(mcp, bus);
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tracing::info!(
+        url = %format!("http://{addr}/mcp"),
+        sessions = %store.path().display(),
+        "switchboard listening"
+    );
+    http::serve(listener, app, shutdown).await?;
+    tracing::info!("switchboard stopped");
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,167 @@
+//! The bus: the one path every message takes, from the caller's session
+//! through the registry and the filter stage to the recipient's outbox.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use crate::{
+    delivery::PushError,
+    filter::{Decision, FilterStage},
+    message::Message,
+    registry::{LookupError, Registry},
+};
+
+pub const AGENT_MESSAGE_KIND: &str = "agent-message";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    #[error(
+        "this session is not an agent: it becomes one when it opens its event stream (GET /mcp), which Claude Code does on its own once connected"
+    )]
+    NotAnAgent,
+    #[error("the message is empty; write some text to send")]
+    Empty,
+    #[error("the message is {size} bytes, over the limit of {limit} bytes; shorten it or split it")]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("Rejected by {filter}: {reason}")]
+    Rejected { filter: String, reason: String },
+    #[error(
+        "{to} has {waiting} unread messages waiting, so this one was not queued; try again once it catches up"
+    )]
+    QueueFull { to: String, waiting: usize },
+    #[error("{to} went offline before the message could be handed over; it was not delivered")]
+    WentOffline { to: String },
+}
+
+/// What the sender is told about a delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: String,
+    pub to: String,
+    pub rewritten_by: Vec<String>,
+}
+
+pub struct Bus {
+    registry: Arc<Registry>,
+    filters: Arc<dyn FilterStage>,
+    max_message_bytes: usize,
+    next_id: AtomicU64,
+    id_prefix: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Bus {
+    pub fn new(
+        registry: Arc<Registry>,
+        filters: Arc<dyn FilterStage>,
+        max_message_bytes: usize,
+    ) -> Self {
+        Self {
+            registry,
+            filters,
+            max_message_bytes,
+            next_id: AtomicU64::new(1),
+            // Ids stay unique across restarts without any persisted counter.
+            id_prefix: format!("{:x}", now_ms()),
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn filters(&self) -> &Arc<dyn FilterStage> {
+        &self.filters
+    }
+
+    /// Sends `content` from the caller's agent to the agent named `to`.
+    pub async fn send(
+        &self,
+        sender_session: &str,
+        to: &str,
+        content: String,
+    ) -> Result<Receipt, SendError> {
+        let sender = self
+            .registry
+            .name_of(sender_session)
+            .ok_or(SendError::NotAnAgent)?;
+        if content.is_empty() {
+            return Err(SendError::Empty);
+        }
+        if content.len() > self.max_message_bytes {
+            return Err(SendError::TooLarge {
+                size: content.len(),
+                limit: self.max_message_bytes,
+            });
+        }
+        let recipient = self.registry.recipient(sender_session, to)?;
+        let id = format!(
+            "{}-{}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let message = Message {
+            id: id.clone(),
+            sender,
+            recipient: recipient.name.clone(),
+            content,
+            meta: Vec::new(),
+            sent_at_ms: now_ms(),
+        };
+        let (message, rewritten_by) = match self.filters.run(message).await {
+            Decision::Deliver {
+                message,
+                rewritten_by,
+            } => (message, rewritten_by),
+            Decision::Reject { filter, reason } => {
+                return Err(SendError::Rejected { filter, reason });
+            }
+        };
+        if message.content.len() > self.max_message_bytes {
+            return Err(SendError::TooLarge {
+                size: message.content.len(),
+                limit: self.max_message_bytes,
+            });
+        }
+        let notification = message.to_notification(AGENT_MESSAGE_KIND);
+        let to = recipient.name;
+        let pushed = match recipient.outbox.push(notification.clone()) {
+            Err(PushError::Offline) => {
+                // The recipient's stream dropped moments ago; Claude Code
+                // re-opens it within a second, so wait out the grace period.
+                let wait = recipient
+                    .reconnecting_until
+                    .map(|until| until.saturating_duration_since(Instant::now()))
+                    .unwrap_or_default();
+                if recipient.outbox.wait_attached(wait).await {
+                    recipient.outbox.push(notification)
+                } else {
+                    Err(PushError::Offline)
+                }
+            }
+            other => other,
+        };
+        match pushed {
+            Ok(()) => Ok(Receipt {
+                id,
+                to,
+                rewritten_by,
+            }),
+            Err(PushError::Full(waiting)) => Err(SendError::QueueFull { to, waiting }),
+            Err(PushError::Offline) => Err(SendError::WentOffline { to }),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The command line: every knob the server has, with its default.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "A message bus for Claude Code sessions, over MCP channels"
+)]
+pub struct Cli {
+    /// Port to listen on (0 picks a free one and logs it).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Folder holding `chain.toml` and the filter components it names.
+    #[arg(long, default_value = "./plugins")]
+    pub plugins: PathBuf,
+
+    /// Where sessions are remembered so agents keep their names across restarts.
+    /// Defaults to `$XDG_STATE_HOME/switchboard` (or `~/.local/state/switchboard`).
+    #[arg(long, env = "SWITCHBOARD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Largest message accepted by `send-message`, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Messages an agent may have waiting on its stream before senders are refused.
+    #[arg(long, default_value_t = 256)]
+    pub queue_depth: usize,
+
+    /// How long an agent whose stream dropped is waited for before messages to it fail.
+    #[arg(long, default_value_t = 3000)]
+    pub reconnect_grace_ms: u64,
+
+    /// Sessions without an open stream are closed after this many seconds idle.
+    #[arg(long, default_value_t = 600)]
+    pub session_idle_secs: u64,
+
+    /// Log format on stdout; the level comes from `RUST_LOG` (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

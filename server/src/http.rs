@@ -1,0 +1,71 @@
+//! The HTTP edge: binds the listener (TCP_NODELAY on every connection: without
+//! it each tool call from a Node client waits ~40 ms on delayed ACKs), routes
+//! `/mcp` and `/health`, and shuts down gracefully.
+
+use std::{io, net::SocketAddr, sync::Arc};
+
+use axum::{Json, Router, extract::State, routing::get, serve::ListenerExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use rmcp::transport::streamable_http_server::StreamableHttpService;
+
+use crate::{
+    bus::Bus,
+    mcp::{sessions::AgentSessions, tools::Switchboard},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(
+        "port {port} on {ip} is already in use; stop the other server or pass --port with a free port"
+    )]
+    InUse { ip: std::net::IpAddr, port: u16 },
+    #[error("cannot listen on {addr}: {source}; check --bind and --port")]
+    Other { addr: SocketAddr, source: io::Error },
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse => BindError::InUse {
+                ip: addr.ip(),
+                port: addr.port(),
+            },
+            _ => BindError::Other { addr, source },
+        })
+}
+
+pub fn router(mcp: StreamableHttpService<Switchboard, AgentSessions>, bus: Arc<Bus>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .nest_service("/mcp", mcp)
+        .with_state(bus)
+}
+
+async fn health(State(bus): State<Arc<Bus>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "agents": bus.registry().online_count(),
+        "chain": bus.filters().info(),
+    }))
+}
+
+/// Serves until `shutdown` fires, then lets open requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

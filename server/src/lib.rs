@@ -1,0 +1,14 @@
+//! Switchboard: an MCP server that lets Claude Code sessions message each other.
+//!
+//! Data flows one way: HTTP/MCP ([`http`], [`mcp`]) -> [`registry`] -> [`filter`]
+//! chain -> [`delivery`]. [`bus`] is the one path a message takes through them.
+
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod delivery;
+pub mod filter;
+pub mod http;
+pub mod mcp;
+pub mod message;
+pub mod registry;

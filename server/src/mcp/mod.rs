@@ -1,0 +1,57 @@
+//! The MCP layer: streamable HTTP sessions (rmcp), the three tools, and the
+//! bookkeeping that turns a session with an open event stream into an agent.
+
+pub mod session_store;
+pub mod sessions;
+pub mod tools;
+
+use std::{sync::Arc, time::Duration};
+
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use session_store::SessionFile;
+use sessions::AgentSessions;
+use tools::Switchboard;
+
+/// How long Claude Code waits before re-opening a dropped stream (rmcp-notes §8).
+const SSE_RETRY: Duration = Duration::from_millis(500);
+const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub struct McpOptions {
+    pub session_idle: Duration,
+    /// Disables rmcp's Host-header allow-list (loopback names only) when the
+    /// server is bound to a non-loopback address.
+    pub any_host: bool,
+}
+
+/// Builds the `/mcp` service and starts the reaper of idle sessions.
+pub fn service(
+    bus: Arc<Bus>,
+    store: Arc<SessionFile>,
+    options: McpOptions,
+    shutdown: CancellationToken,
+) -> StreamableHttpService<Switchboard, AgentSessions> {
+    let sessions = Arc::new(AgentSessions::new(
+        LocalSessionManager::default(),
+        bus.registry().clone(),
+        store.clone(),
+    ));
+    sessions.spawn_reaper(options.session_idle, shutdown.clone());
+    let mut config = StreamableHttpServerConfig::default()
+        .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
+        .with_sse_retry(Some(SSE_RETRY))
+        .with_cancellation_token(shutdown);
+    config.session_store = Some(store.clone());
+    if options.any_host {
+        config = config.disable_allowed_hosts();
+    }
+    StreamableHttpService::new(
+        move || Ok(Switchboard::new(bus.clone(), store.clone())),
+        sessions,
+        config,
+    )
+}

@@ -1,0 +1,250 @@
+//! Session bookkeeping on top of rmcp's local session manager.
+//!
+//! rmcp knows sessions; Switchboard needs agents. This wrapper watches the
+//! standalone GET stream of each session: opening it attaches the session to
+//! the registry (it becomes an agent, its outbox feeds the stream), and the
+//! stream ending (Claude Code never sends DELETE, it just drops the stream)
+//! detaches it. It also fixes the rmcp defaults that break a channel server
+//! (see `docs/mcp-sessions.md`): no idle expiry while a stream is open, the
+//! last GET wins, and resumes replay by our own event ids, never twice.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use futures::{Stream, StreamExt};
+use rmcp::{
+    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
+    transport::{
+        WorkerTransport,
+        streamable_http_server::session::{
+            RestoreOutcome, ServerSseMessage, SessionId, SessionManager,
+            local::{LocalSessionManager, LocalSessionManagerError, LocalSessionWorker},
+        },
+    },
+};
+use tokio_util::sync::CancellationToken;
+
+use super::session_store::SessionFile;
+use crate::{
+    delivery::{Generation, parse_event_id},
+    registry::Registry,
+};
+
+type SseStream = Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync + 'static>>;
+
+pub struct AgentSessions {
+    inner: LocalSessionManager,
+    registry: Arc<Registry>,
+    store: Arc<SessionFile>,
+    last_seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl AgentSessions {
+    pub fn new(
+        mut inner: LocalSessionManager,
+        registry: Arc<Registry>,
+        store: Arc<SessionFile>,
+    ) -> Self {
+        // rmcp closes a session after 5 minutes without client messages even
+        // while its GET stream is open, leaving an idle agent deaf; the reaper
+        // below expires only sessions without a stream.
+        inner.session_config.keep_alive = None;
+        inner.session_config.sse_retry = Some(super::SSE_RETRY);
+        Self {
+            inner,
+            registry,
+            store,
+            last_seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn touch(&self, id: &SessionId) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), Instant::now());
+    }
+
+    /// Closes sessions that have had no stream and no request for `idle`.
+    pub fn spawn_reaper(self: &Arc<Self>, idle: Duration, shutdown: CancellationToken) {
+        let sessions = Arc::downgrade(self);
+        let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Some(sessions) = sessions.upgrade() else {
+                    return;
+                };
+                for id in sessions.idle_sessions(idle) {
+                    tracing::info!(session = %id, "closing session idle for {}s without a stream", idle.as_secs());
+                    let id: SessionId = id.into();
+                    if let Err(error) = sessions.close_session(&id).await {
+                        tracing::warn!(session = %id, %error, "could not close idle session");
+                    }
+                    sessions.store.forget(&id).await;
+                }
+            }
+        });
+    }
+
+    fn idle_sessions(&self, idle: Duration) -> Vec<String> {
+        let last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        last_seen
+            .iter()
+            .filter(|(id, at)| at.elapsed() > idle && !self.registry.is_attached(id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    async fn attach(
+        &self,
+        id: &SessionId,
+        rmcp_stream: SseStream,
+        resume_after: Option<u64>,
+    ) -> AgentStream {
+        self.touch(id);
+        let remembered = self.store.remembered_name(id).await;
+        let (name, outbox) = self
+            .registry
+            .attach(id, remembered.as_deref(), resume_after);
+        self.store.set_name(id, &name).await;
+        tracing::info!(agent = %name, session = %id, "agent online");
+        let generation = outbox.generation();
+        // The outbox decides when this stream ends (a newer GET supersedes it);
+        // rmcp's own stream is merged in so nothing rmcp sends is stranded.
+        let ours = outbox
+            .into_stream()
+            .map(Some)
+            .chain(futures::stream::once(async { None }));
+        let merged = futures::stream::select(rmcp_stream.map(Some), ours)
+            .take_while(|item| std::future::ready(item.is_some()))
+            .filter_map(std::future::ready);
+        AgentStream {
+            inner: Box::pin(merged),
+            _detach_on_drop: DetachGuard {
+                registry: self.registry.clone(),
+                session: id.to_string(),
+                name,
+                generation,
+            },
+        }
+    }
+}
+
+/// An agent's event stream; dropping it (the client went away) detaches the agent.
+pub struct AgentStream {
+    inner: SseStream,
+    _detach_on_drop: DetachGuard,
+}
+
+impl Stream for AgentStream {
+    type Item = ServerSseMessage;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+struct DetachGuard {
+    registry: Arc<Registry>,
+    session: String,
+    name: String,
+    generation: Generation,
+}
+
+impl Drop for DetachGuard {
+    fn drop(&mut self) {
+        self.registry.detach(&self.session, self.generation);
+        tracing::info!(agent = %self.name, session = %self.session, "agent stream closed");
+    }
+}
+
+impl SessionManager for AgentSessions {
+    type Error = LocalSessionManagerError;
+    type Transport = WorkerTransport<LocalSessionWorker>;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let (id, transport) = self.inner.create_session().await?;
+        self.touch(&id);
+        Ok((id, transport))
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        self.inner.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.inner.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.registry.forget(id);
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id.as_ref());
+        self.inner.close_session(id).await
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.touch(id);
+        self.inner.create_stream(id, message).await
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        self.touch(id);
+        self.inner.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let rmcp_stream = self.inner.create_standalone_stream(id).await?;
+        Ok(self.attach(id, Box::pin(rmcp_stream), None).await)
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        // Our ids resume from our outbox; rmcp's cache would replay its last
+        // messages a second time, so its stream restarts fresh instead.
+        let resume_after = parse_event_id(&last_event_id);
+        let rmcp_stream: SseStream = match resume_after {
+            Some(_) => Box::pin(self.inner.create_standalone_stream(id).await?),
+            None => Box::pin(self.inner.resume(id, last_event_id).await?),
+        };
+        Ok(self.attach(id, rmcp_stream, resume_after).await)
+    }
+
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        self.touch(&id);
+        self.inner.restore_session(id).await
+    }
+}
