@@ -8,7 +8,8 @@ use tracing_subscriber::EnvFilter;
 use crate::{
     bus::Bus,
     cli::{Cli, LogFormat},
-    filter::{FilterStage, PassThrough},
+    chain::{ChainError, ChainOptions, ChainStage},
+    filter::FilterStage,
     http,
     mcp::{self, McpOptions, session_store::SessionFile},
     registry::Registry,
@@ -20,6 +21,8 @@ pub enum StartError {
         "the plugins folder {0} does not exist; pass --plugins with the folder holding chain.toml (the repository's ./plugins)"
     )]
     PluginsMissing(PathBuf),
+    #[error("cannot start without the filter chain: {0}")]
+    Chain(#[from] ChainError),
     #[error("no state folder: set HOME, XDG_STATE_HOME or pass --state-dir")]
     NoStateDir,
     #[error(transparent)]
@@ -61,7 +64,16 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         .ok_or(StartError::NoStateDir)?;
     let store = Arc::new(SessionFile::open(&state_dir, addr.port())?);
 
-    let filters: Arc<dyn FilterStage> = Arc::new(PassThrough);
+    let options = ChainOptions {
+        plugins_dir: cli.plugins.clone(),
+        build: !cli.no_build,
+        max_content_bytes: cli.max_message_bytes,
+    };
+    // Loading compiles components (up to seconds) and may run cargo (minutes).
+    let chain = tokio::task::spawn_blocking(move || ChainStage::open(options))
+        .await
+        .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
+    let filters: Arc<dyn FilterStage> = Arc::new(chain.watch()?);
     let registry = Arc::new(Registry::new(
         cli.queue_depth,
         Duration::from_millis(cli.reconnect_grace_ms),

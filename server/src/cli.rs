@@ -23,6 +23,11 @@ pub struct Cli {
     #[arg(long, default_value = "./plugins")]
     pub plugins: PathBuf,
 
+    /// Do not build filter crates (`source` in chain.toml) at startup; use the
+    /// components as they are.
+    #[arg(long)]
+    pub no_build: bool,
+
     /// Where sessions are remembered so agents keep their names across restarts.
     /// Defaults to `$XDG_STATE_HOME/switchboard` (or `~/.local/state/switchboard`).
     #[arg(long, env = "SWITCHBOARD_STATE_DIR")]

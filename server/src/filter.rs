@@ -2,6 +2,8 @@
 //! decides what happens to a message. The bus only knows [`FilterStage`]; the
 //! WebAssembly chain is one implementation, [`PassThrough`] the trivial one.
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 use serde::Serialize;
 
@@ -26,6 +28,8 @@ pub struct StageInfo {
     pub generation: u64,
     /// Filter names in chain order.
     pub filters: Vec<String>,
+    /// Failures (traps, timeouts, bad verdicts) per filter name since start.
+    pub faults: BTreeMap<String, u64>,
 }
 
 pub trait FilterStage: Send + Sync + 'static {
@@ -51,6 +55,7 @@ impl FilterStage for PassThrough {
         StageInfo {
             generation: 0,
             filters: Vec::new(),
+            faults: BTreeMap::new(),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Switchboard: an MCP server that lets Claude Code sessions message each other.
 //!
 //! Data flows one way: HTTP/MCP ([`http`], [`mcp`]) -> [`registry`] -> [`filter`]
-//! chain -> [`delivery`]. [`bus`] is the one path a message takes through them.
+//! stage (the WebAssembly [`chain`]) -> [`delivery`]. [`bus`] is the one path a message takes through them.
 
 pub mod app;
 pub mod bus;
+pub mod chain;
 pub mod cli;
 pub mod delivery;
 pub mod filter;

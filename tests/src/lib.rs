@@ -1,0 +1,504 @@
+//! Test support: start the real `switchboard` binary on an ephemeral port and
+//! talk to it over raw HTTP + SSE, the way Claude Code does, so tests can
+//! assert wire bytes. Every wait is bounded.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::OnceLock,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+    time::timeout,
+};
+
+/// Generous bound for anything that should happen at once.
+pub const WAIT: Duration = Duration::from_secs(10);
+pub const PROTOCOL: &str = "2025-11-25";
+
+/// The server binary: `SWITCHBOARD_BIN`, or built next to this test's target dir.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("SWITCHBOARD_BIN") {
+            return PathBuf::from(path);
+        }
+        // target/<profile>/deps/<test exe> -> target/<profile>/switchboard
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "server", "--bin", "switchboard"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build for the server binary");
+        assert!(status.success(), "building the switchboard binary failed");
+        profile_dir.join("switchboard")
+    })
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub state_dir: PathBuf,
+    _state: Option<tempfile::TempDir>,
+    logs: mpsc::UnboundedReceiver<String>,
+}
+
+impl Server {
+    /// Starts with the repository's `plugins/` and a private state folder.
+    pub async fn start(extra_args: &[&str]) -> Result<Server> {
+        let state = tempfile::tempdir()?;
+        let dir = state.path().to_owned();
+        let mut server = Self::start_in(&dir, 0, extra_args).await?;
+        server._state = Some(state);
+        Ok(server)
+    }
+
+    /// Starts with an empty filter chain, so only the bus itself is under test.
+    pub async fn bare(extra_args: &[&str]) -> Result<Server> {
+        let state = tempfile::tempdir()?;
+        let plugins = state.path().join("plugins");
+        std::fs::create_dir(&plugins)?;
+        std::fs::write(plugins.join("chain.toml"), "# no filters\n")?;
+        let mut server = Self::launch(&plugins, state.path(), 0, extra_args).await?;
+        server._state = Some(state);
+        Ok(server)
+    }
+
+    /// Starts with the repository's `plugins/`, the given state folder and port (0 = any).
+    pub async fn start_in(state_dir: &Path, port: u16, extra_args: &[&str]) -> Result<Server> {
+        Self::launch(&repo_root().join("plugins"), state_dir, port, extra_args).await
+    }
+
+    /// Starts with any plugins folder, state folder and port.
+    pub async fn launch(
+        plugins: &Path,
+        state_dir: &Path,
+        port: u16,
+        extra_args: &[&str],
+    ) -> Result<Server> {
+        let mut child = Command::new(binary())
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--plugins")
+            .arg(plugins)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--log-format")
+            .arg("json")
+            .args(extra_args)
+            .env("RUST_LOG", "info,rmcp=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn switchboard")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, mut logs) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let port = timeout(WAIT, async {
+            while let Some(line) = logs.recv().await {
+                if let Some(port) = listening_port(&line) {
+                    return Ok(port);
+                }
+            }
+            bail!("server exited before listening")
+        })
+        .await
+        .context("server did not start listening in time")??;
+        Ok(Server {
+            child: Some(child),
+            port,
+            state_dir: state_dir.to_owned(),
+            _state: None,
+            logs,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub async fn wait_log(&mut self, needle: &str) -> Result<String> {
+        timeout(WAIT, async {
+            while let Some(line) = self.logs.recv().await {
+                if line.contains(needle) {
+                    return Ok(line);
+                }
+            }
+            bail!("server output ended")
+        })
+        .await
+        .with_context(|| format!("no log line with {needle:?} in time"))?
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        let pid = child.id().context("no pid")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        timeout(WAIT, child.wait())
+            .await
+            .context("server did not exit within 10 s of SIGTERM")?
+            .map_err(Into::into)
+    }
+}
+
+fn listening_port(line: &str) -> Option<u16> {
+    let log: Value = serde_json::from_str(line).ok()?;
+    let url = log.pointer("/fields/url")?.as_str()?;
+    url.strip_prefix("http://")?
+        .split('/')
+        .next()?
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_owned()
+}
+
+/// One SSE event as it came off the wire.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: Option<String>,
+    pub data: String,
+}
+
+/// A tool result, flattened.
+#[derive(Debug, Clone)]
+pub struct ToolResult {
+    pub text: String,
+    pub is_error: bool,
+    pub structured: Value,
+}
+
+/// A client session speaking MCP over streamable HTTP with raw requests.
+pub struct Session {
+    http: reqwest::Client,
+    url: String,
+    pub id: String,
+    next_id: std::sync::atomic::AtomicU64,
+    pub initialize_result: Value,
+}
+
+/// A session with its GET stream open: an agent.
+pub struct Agent {
+    pub session: Session,
+    pub name: String,
+    events: mpsc::UnboundedReceiver<Event>,
+    stream_task: tokio::task::JoinHandle<()>,
+    pub last_event_id: Option<String>,
+}
+
+impl Session {
+    pub async fn open(url: &str) -> Result<Session> {
+        Self::open_with(url, &[]).await
+    }
+
+    pub async fn open_with(url: &str, headers: &[(&str, &str)]) -> Result<Session> {
+        let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+        let mut request = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = timeout(
+            WAIT,
+            request
+                .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                    "protocolVersion": PROTOCOL, "capabilities": {},
+                    "clientInfo": {"name": "switchboard-tests", "version": "0"}}}))
+                .send(),
+        )
+        .await??;
+        ensure!(response.status().is_success(), "initialize: {}", response.status());
+        let id = response
+            .headers()
+            .get("mcp-session-id")
+            .context("no Mcp-Session-Id")?
+            .to_str()?
+            .to_owned();
+        let initialize_result = first_json_response(response).await?;
+        let session = Session {
+            http,
+            url: url.to_owned(),
+            id,
+            next_id: 1.into(),
+            initialize_result,
+        };
+        session.notify("notifications/initialized").await?;
+        Ok(session)
+    }
+
+    fn post(&self) -> reqwest::RequestBuilder {
+        self.http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", PROTOCOL)
+    }
+
+    pub async fn notify(&self, method: &str) -> Result<()> {
+        let response = timeout(
+            WAIT,
+            self.post().json(&json!({"jsonrpc":"2.0","method":method})).send(),
+        )
+        .await??;
+        ensure!(response.status().is_success(), "{method}: {}", response.status());
+        Ok(())
+    }
+
+    /// Sends a request and returns its JSON-RPC `result` (or the error object).
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value> {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let response = timeout(
+            WAIT,
+            self.post()
+                .json(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}))
+                .send(),
+        )
+        .await??;
+        ensure!(response.status().is_success(), "{method}: {}", response.status());
+        let reply = timeout(WAIT, first_json_response(response)).await??;
+        Ok(reply)
+    }
+
+    pub async fn call(&self, tool: &str, arguments: Value) -> Result<ToolResult> {
+        let reply = self
+            .request("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await?;
+        let result = reply
+            .get("result")
+            .with_context(|| format!("{tool}: no result in {reply}"))?;
+        Ok(ToolResult {
+            text: result["content"][0]["text"].as_str().unwrap_or_default().to_owned(),
+            is_error: result["isError"].as_bool().unwrap_or(false),
+            structured: result
+                .get("structuredContent")
+                .cloned()
+                .unwrap_or(Value::Null),
+        })
+    }
+
+    /// Opens the standalone GET stream; the session becomes an agent.
+    pub async fn into_agent(self) -> Result<Agent> {
+        let (events, stream_task) = self.open_stream(None).await?;
+        let mut agent = Agent {
+            session: self,
+            name: String::new(),
+            events,
+            stream_task,
+            last_event_id: None,
+        };
+        agent.name = agent.whoami().await?;
+        Ok(agent)
+    }
+
+    async fn open_stream(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> Result<(mpsc::UnboundedReceiver<Event>, tokio::task::JoinHandle<()>)> {
+        let mut request = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", PROTOCOL);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = timeout(WAIT, request.send()).await??;
+        ensure!(response.status().is_success(), "GET: {}", response.status());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut body = response.bytes_stream();
+            let mut parser = SseParser::default();
+            while let Some(Ok(chunk)) = body.next().await {
+                for event in parser.push(&chunk) {
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok((rx, task))
+    }
+
+    pub async fn delete(&self) -> Result<reqwest::StatusCode> {
+        let response = timeout(
+            WAIT,
+            self.http
+                .delete(&self.url)
+                .header("mcp-session-id", &self.id)
+                .header("mcp-protocol-version", PROTOCOL)
+                .send(),
+        )
+        .await??;
+        Ok(response.status())
+    }
+}
+
+impl Agent {
+    pub async fn connect(url: &str) -> Result<Agent> {
+        Session::open(url).await?.into_agent().await
+    }
+
+    pub async fn call(&self, tool: &str, arguments: Value) -> Result<ToolResult> {
+        self.session.call(tool, arguments).await
+    }
+
+    pub async fn whoami(&self) -> Result<String> {
+        let listed = self.call("list-agents", json!({})).await?;
+        listed.structured["you"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("not an agent: {}", listed.text))
+    }
+
+    pub async fn send(&self, to: &str, message: &str) -> Result<ToolResult> {
+        self.call("send-message", json!({"to": to, "message": message}))
+            .await
+    }
+
+    /// The next channel notification's raw JSON text and event id.
+    pub async fn next_event(&mut self, within: Duration) -> Result<Event> {
+        loop {
+            let event = timeout(within, self.events.recv())
+                .await
+                .context("no message arrived in time")?
+                .context("stream closed")?;
+            if event.id.is_some() {
+                self.last_event_id.clone_from(&event.id);
+            }
+            if !event.data.trim().is_empty() {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// The next channel notification, parsed.
+    pub async fn next_message(&mut self) -> Result<Value> {
+        let event = self.next_event(WAIT).await?;
+        Ok(serde_json::from_str(&event.data)?)
+    }
+
+    /// Asserts nothing arrives for `quiet`.
+    pub async fn expect_silence(&mut self, quiet: Duration) -> Result<()> {
+        match timeout(quiet, self.events.recv()).await {
+            Err(_) => Ok(()),
+            Ok(Some(event)) if event.data.trim().is_empty() => Ok(()),
+            Ok(other) => Err(anyhow!("unexpected event: {other:?}")),
+        }
+    }
+
+    /// Drops the GET stream as a client that goes away would.
+    pub fn drop_stream(&mut self) {
+        self.stream_task.abort();
+    }
+
+    /// Re-opens the GET stream, resuming from the last event id seen.
+    pub async fn reopen_stream(&mut self, resume: bool) -> Result<()> {
+        self.stream_task.abort();
+        let last = if resume { self.last_event_id.clone() } else { None };
+        let (events, task) = self.session.open_stream(last.as_deref()).await?;
+        self.events = events;
+        self.stream_task = task;
+        Ok(())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stream_task.abort();
+    }
+}
+
+/// Reads a POST response (JSON or SSE) up to the first JSON-RPC response.
+async fn first_json_response(response: reqwest::Response) -> Result<Value> {
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_sse {
+        return Ok(response.json().await?);
+    }
+    let mut body = response.bytes_stream();
+    let mut parser = SseParser::default();
+    while let Some(chunk) = body.next().await {
+        for event in parser.push(&chunk?) {
+            if let Ok(value) = serde_json::from_str::<Value>(&event.data)
+                && value.get("id").is_some()
+            {
+                return Ok(value);
+            }
+        }
+    }
+    bail!("response stream ended without a JSON-RPC response")
+}
+
+#[derive(Default)]
+struct SseParser {
+    buffer: String,
+    id: Option<String>,
+    data: Vec<String>,
+}
+
+impl SseParser {
+    fn push(&mut self, chunk: &[u8]) -> Vec<Event> {
+        self.buffer.push_str(&String::from_utf8_lossy(chunk));
+        let mut events = Vec::new();
+        while let Some(newline) = self.buffer.find('\n') {
+            let line = self.buffer[..newline].trim_end_matches('\r').to_owned();
+            self.buffer.drain(..=newline);
+            if line.is_empty() {
+                if self.id.is_some() || !self.data.is_empty() {
+                    events.push(Event {
+                        id: self.id.take(),
+                        data: std::mem::take(&mut self.data).join("\n"),
+                    });
+                }
+            } else if let Some(value) = line.strip_prefix("data:") {
+                self.data.push(value.strip_prefix(' ').unwrap_or(value).to_owned());
+            } else if let Some(value) = line.strip_prefix("id:") {
+                self.id = Some(value.trim().to_owned());
+            }
+        }
+        events
+    }
+}

@@ -1,0 +1,296 @@
+//! The WebAssembly filter chain: the [`FilterStage`] the server runs every
+//! message through. This module ties the parts together and owns the active
+//! chain; the parts are the chain file ([`config`]), the engine and its epoch
+//! ticker ([`engine`]), component loading ([`component`]), running one filter
+//! ([`instance`]), running a chain ([`run`]), the host store ([`store`]),
+//! building filter crates ([`source`]) and hot reload ([`reload`]).
+//!
+//! The active chain sits in an [`ArcSwap`]: a message takes an `Arc` of the
+//! chain when it enters, so a reload never changes the policy under a message
+//! in flight, and a reload never waits for messages.
+
+pub mod component;
+pub mod config;
+pub mod engine;
+pub mod instance;
+pub mod reload;
+pub mod run;
+pub mod source;
+pub mod store;
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use wasmtime::{Engine, component::Linker};
+
+use crate::{
+    filter::{Decision, FilterStage, StageInfo},
+    message::Message,
+};
+
+use self::{
+    component::{ComponentCache, LoadError},
+    config::ConfigError,
+    engine::EpochTicker,
+    instance::{FilterRuntime, HostState},
+    run::{Chain, Faults, LoadedFilter, ProbeError},
+    source::BuildError,
+    store::{KvStore, MemoryStore},
+};
+
+/// The chain file's name inside the plugins folder.
+pub const CHAIN_FILE: &str = "chain.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("filter {filter:?}: {source}")]
+    Load { filter: String, source: LoadError },
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot watch {path} for changes ({cause}); check that the folder is readable")]
+    Watch { path: PathBuf, cause: String },
+}
+
+pub struct ChainOptions {
+    /// Folder holding `chain.toml`; component paths are relative to it.
+    pub plugins_dir: PathBuf,
+    /// Build `source` crates whose component is missing or stale, at start.
+    pub build: bool,
+    /// Largest content a filter may rewrite a message to.
+    pub max_content_bytes: usize,
+}
+
+/// Compiles, links and instantiates filters; one per server.
+struct Host {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    kv: Arc<dyn KvStore>,
+    _ticker: EpochTicker,
+}
+
+impl Host {
+    fn new(kv: Arc<dyn KvStore>) -> Result<Self, ChainError> {
+        let engine = engine::new_engine().map_err(|e| ChainError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        instance::link(&mut linker).map_err(|e| ChainError::Engine(e.to_string()))?;
+        let ticker =
+            EpochTicker::start(engine.clone()).map_err(|e| ChainError::Engine(e.to_string()))?;
+        Ok(Self {
+            engine,
+            linker,
+            cache: ComponentCache::default(),
+            kv,
+            _ticker: ticker,
+        })
+    }
+}
+
+/// State shared by the stage and its watcher.
+struct Inner {
+    host: Host,
+    chain_file: PathBuf,
+    max_content_bytes: usize,
+    active: ArcSwap<Chain>,
+    faults: Faults,
+}
+
+/// The filter stage backed by `chain.toml`.
+pub struct ChainStage {
+    inner: Arc<Inner>,
+    _watcher: Option<reload::Watcher>,
+}
+
+impl ChainStage {
+    /// Loads the chain (building stale filter crates first if asked), without
+    /// watching for changes. A missing chain file means no filters, with a
+    /// warning; a chain that fails to load is an error, because running
+    /// without the policy the user wrote would be worse than not running.
+    pub fn open(options: ChainOptions) -> Result<Self, ChainError> {
+        Self::open_with_store(options, Arc::new(MemoryStore::default()))
+    }
+
+    pub fn open_with_store(
+        options: ChainOptions,
+        kv: Arc<dyn KvStore>,
+    ) -> Result<Self, ChainError> {
+        // Watch events name canonical paths; so must everything compared to them.
+        let dir = options
+            .plugins_dir
+            .canonicalize()
+            .unwrap_or(options.plugins_dir);
+        let chain_file = dir.join(CHAIN_FILE);
+        let inner = Inner {
+            host: Host::new(kv)?,
+            max_content_bytes: options.max_content_bytes,
+            active: ArcSwap::from_pointee(Chain {
+                generation: 0,
+                filters: Vec::new(),
+                max_content_bytes: options.max_content_bytes,
+            }),
+            faults: Faults::default(),
+            chain_file,
+        };
+        if !inner.chain_file.exists() {
+            tracing::warn!(
+                chain = %inner.chain_file.display(),
+                "no chain file: messages pass unfiltered until one is created"
+            );
+        } else {
+            if options.build {
+                source::build_stale(&dir, &config::load(&inner.chain_file)?)?;
+            }
+            inner.reload()?;
+        }
+        Ok(Self {
+            inner: Arc::new(inner),
+            _watcher: None,
+        })
+    }
+
+    /// Starts hot reload: changes to the chain file or its components swap in
+    /// a new chain. Needs a tokio runtime.
+    pub fn watch(mut self) -> Result<Self, ChainError> {
+        self._watcher = Some(reload::Watcher::spawn(self.inner.clone())?);
+        Ok(self)
+    }
+
+    /// Reloads now, as the watcher does on a change; returns the active generation.
+    pub fn reload(&self) -> Result<u64, ChainError> {
+        self.inner.reload()
+    }
+
+    /// The chain file this stage follows.
+    pub fn chain_file(&self) -> &Path {
+        &self.inner.chain_file
+    }
+}
+
+impl Inner {
+    /// Builds a chain from the file and swaps it in, unless it is identical to
+    /// the active one. On error the active chain stays.
+    fn reload(&self) -> Result<u64, ChainError> {
+        let active = self.active.load_full();
+        let specs = config::load(&self.chain_file)?;
+        let mut filters = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let (hash, pre) = self
+                .host
+                .cache
+                .load(&self.host.engine, &self.host.linker, &spec.component)
+                .map_err(|source| ChainError::Load {
+                    filter: spec.name.clone(),
+                    source,
+                })?;
+            let runtime = FilterRuntime::new(
+                &spec.name,
+                pre,
+                spec.limits,
+                &spec.config_json,
+                self.host.kv.clone(),
+            );
+            filters.push(LoadedFilter {
+                spec,
+                hash,
+                runtime,
+            });
+        }
+        let unchanged = active.generation > 0
+            && active.filters.len() == filters.len()
+            && active
+                .filters
+                .iter()
+                .zip(&filters)
+                .all(|(old, new)| old.spec == new.spec && old.hash == new.hash);
+        if unchanged {
+            tracing::debug!(generation = active.generation, "filter chain unchanged");
+            return Ok(active.generation);
+        }
+        let chain = Chain {
+            generation: active.generation + 1,
+            filters,
+            max_content_bytes: self.max_content_bytes,
+        };
+        chain.probe()?;
+        let in_use: HashSet<_> = chain.filters.iter().map(|f| f.hash).collect();
+        let generation = chain.generation;
+        tracing::info!(
+            generation,
+            filters = ?chain.names(),
+            "filter chain loaded"
+        );
+        self.active.store(Arc::new(chain));
+        self.host.cache.retain(&in_use);
+        Ok(generation)
+    }
+}
+
+impl FilterStage for ChainStage {
+    fn run(&self, message: Message) -> BoxFuture<'static, Decision> {
+        let chain = self.inner.active.load_full();
+        if chain.filters.is_empty() {
+            return Box::pin(std::future::ready(Decision::Deliver {
+                message,
+                rewritten_by: Vec::new(),
+            }));
+        }
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            // A filter may run up to its deadline (1 s by default); on a
+            // blocking thread that stalls one message, not a runtime worker.
+            tokio::task::spawn_blocking(move || chain.run(message, &inner.faults))
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "the filter chain panicked");
+                    Decision::Reject {
+                        filter: "switchboard".into(),
+                        reason: "the filter chain failed inside the server; the message was not delivered".into(),
+                    }
+                })
+        })
+    }
+
+    fn info(&self) -> StageInfo {
+        let chain = self.inner.active.load();
+        StageInfo {
+            generation: chain.generation,
+            filters: chain.names(),
+            faults: self.inner.faults.snapshot(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (the filters' clock).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// The longest prefix of `text` within `max` bytes, cut at a char boundary.
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! One loaded chain generation and what it does to a message: filters in
+//! order, each seeing the previous rewrite, the first reject stops, a failing
+//! filter gets its `on_error` policy. Also the probe every new chain must pass
+//! before it may serve, and the per-filter fault counters shown on `/health`.
+
+use std::{collections::BTreeMap, sync::Mutex};
+
+use crate::{
+    filter::Decision,
+    message::{self, RESERVED_META_KEYS},
+};
+
+use super::{
+    clip,
+    config::{FilterSpec, OnError},
+    instance::{Fault, FilterRuntime, Message, Rewrite, Verdict},
+};
+
+/// Most meta pairs a filter may leave on a message.
+const MAX_META_ENTRIES: usize = 32;
+/// Longest meta value a filter may set, in bytes.
+const MAX_META_VALUE_BYTES: usize = 1024;
+/// Longest reject reason passed on to the sender, in bytes.
+const MAX_REASON_BYTES: usize = 1024;
+
+pub struct LoadedFilter {
+    pub spec: FilterSpec,
+    /// Content hash of the component, to tell an unchanged chain from a new one.
+    pub hash: [u8; 32],
+    pub runtime: FilterRuntime,
+}
+
+pub struct Chain {
+    pub generation: u64,
+    pub filters: Vec<LoadedFilter>,
+    /// Largest content a rewrite may produce: the server's message limit.
+    pub max_content_bytes: usize,
+}
+
+/// Faults per filter name since the server started (across reloads).
+#[derive(Default)]
+pub struct Faults(Mutex<BTreeMap<String, u64>>);
+
+impl Faults {
+    fn record(&self, filter: &str) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(filter.to_owned()).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A filter that failed the probe a new chain must pass.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "filter {filter:?} failed on a probe message ({fault}); fix the filter or its config in chain.toml"
+)]
+pub struct ProbeError {
+    pub filter: String,
+    pub fault: Fault,
+}
+
+impl Chain {
+    pub fn names(&self) -> Vec<String> {
+        self.filters.iter().map(|f| f.spec.name.clone()).collect()
+    }
+
+    /// Runs `message` through every filter, in order.
+    pub fn run(&self, message: message::Message, faults: &Faults) -> Decision {
+        let mut current = Message {
+            id: message.id,
+            sender: message.sender,
+            recipient: message.recipient,
+            content: message.content,
+            meta: message.meta,
+            sent_at: message.sent_at_ms,
+        };
+        let mut rewritten_by = Vec::new();
+        for filter in &self.filters {
+            let name = &filter.spec.name;
+            let outcome = filter
+                .runtime
+                .call(&current)
+                .and_then(|verdict| self.apply(&mut current, verdict));
+            match outcome {
+                Ok(Applied::Unchanged) => {}
+                Ok(Applied::Changed) => rewritten_by.push(name.clone()),
+                Ok(Applied::Rejected(reason)) => {
+                    return Decision::Reject {
+                        filter: name.clone(),
+                        reason,
+                    };
+                }
+                Err(fault) => {
+                    faults.record(name);
+                    tracing::error!(
+                        plugin = %name,
+                        message = %current.id,
+                        on_error = ?filter.spec.on_error,
+                        "filter failed: {fault}"
+                    );
+                    if filter.spec.on_error == OnError::Reject {
+                        return Decision::Reject {
+                            filter: name.clone(),
+                            reason: format!("filter failed: {fault}"),
+                        };
+                    }
+                }
+            }
+        }
+        Decision::Deliver {
+            message: message::Message {
+                id: current.id,
+                sender: current.sender,
+                recipient: current.recipient,
+                content: current.content,
+                meta: current.meta,
+                sent_at_ms: current.sent_at,
+            },
+            rewritten_by,
+        }
+    }
+
+    /// Every filter must answer an ordinary message without failing; this
+    /// also makes each guest parse its config and leaves a warm instance.
+    pub fn probe(&self) -> Result<(), ProbeError> {
+        let probe = Message {
+            id: "probe".into(),
+            sender: "switchboard-probe".into(),
+            recipient: "switchboard-probe".into(),
+            content: "Probe message: the server checks that this filter loads and answers.".into(),
+            meta: Vec::new(),
+            sent_at: super::now_ms(),
+        };
+        for filter in &self.filters {
+            let mut message = probe.clone();
+            filter
+                .runtime
+                .call(&message)
+                .and_then(|verdict| self.apply(&mut message, verdict))
+                .map_err(|fault| ProbeError {
+                    filter: filter.spec.name.clone(),
+                    fault,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Applies a verdict to `message`, refusing rewrites the server would not
+    /// deliver: content over the message limit or empty, meta the recipient
+    /// would drop or that claims the server's own keys.
+    fn apply(&self, message: &mut Message, verdict: Verdict) -> Result<Applied, Fault> {
+        let Rewrite { content, meta } = match verdict {
+            Verdict::Accept => return Ok(Applied::Unchanged),
+            Verdict::Reject(reason) => {
+                let reason = clip(reason.trim(), MAX_REASON_BYTES);
+                let reason = if reason.is_empty() {
+                    "no reason given"
+                } else {
+                    reason
+                };
+                return Ok(Applied::Rejected(reason.to_owned()));
+            }
+            Verdict::Rewrite(rewrite) => rewrite,
+        };
+        if let Some(content) = &content {
+            if content.is_empty() {
+                return Err(Fault::Verdict("rewrote the content to nothing".into()));
+            }
+            if content.len() > self.max_content_bytes {
+                return Err(Fault::Verdict(format!(
+                    "rewrote the content to {} bytes, over the limit of {}",
+                    content.len(),
+                    self.max_content_bytes
+                )));
+            }
+        }
+        if let Some(meta) = &meta {
+            check_meta(meta)?;
+        }
+        let mut changed = false;
+        if let Some(content) = content.filter(|c| *c != message.content) {
+            message.content = content;
+            changed = true;
+        }
+        if let Some(meta) = meta.filter(|m| *m != message.meta) {
+            message.meta = meta;
+            changed = true;
+        }
+        Ok(if changed {
+            Applied::Changed
+        } else {
+            Applied::Unchanged
+        })
+    }
+}
+
+enum Applied {
+    Unchanged,
+    Changed,
+    Rejected(String),
+}
+
+fn check_meta(meta: &[(String, String)]) -> Result<(), Fault> {
+    if meta.len() > MAX_META_ENTRIES {
+        return Err(Fault::Verdict(format!(
+            "{} meta entries, over the limit of {MAX_META_ENTRIES}",
+            meta.len()
+        )));
+    }
+    for (key, value) in meta {
+        if !message::is_meta_key(key) {
+            return Err(Fault::Verdict(format!(
+                "meta key {:?} is not an identifier",
+                clip(key, 64)
+            )));
+        }
+        if RESERVED_META_KEYS.contains(&key.as_str()) {
+            return Err(Fault::Verdict(format!(
+                "meta key {key:?} belongs to the server"
+            )));
+        }
+        if value.len() > MAX_META_VALUE_BYTES {
+            return Err(Fault::Verdict(format!(
+                "meta value of {key:?} is {} bytes, over the limit of {MAX_META_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+    }
+    Ok(())
+}
