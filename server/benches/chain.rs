@@ -1,1 +1,233 @@
-fn main() {}
+//! `cargo bench -p server --bench chain`: the bundled filters (built into
+//! `plugins/target` by `cargo plugins`) on 1 KB and 64 KB of ordinary agent
+//! chat, per filter and as the full chain, on warm instances. Also the cost of
+//! the hop to a blocking thread that the server adds per message, and the
+//! smallest power-of-two fuel budget each filter needs for 64 KB (to check the
+//! default leaves headroom). Numbers go into docs/performance.md.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use server::{
+    chain::{ChainOptions, ChainStage, config::DEFAULT_FUEL},
+    filter::{Decision, FilterStage},
+    message::Message,
+};
+
+/// The bundled chain with its shipped config, except that the rate limits are
+/// set so high they never trip: every call still does the full GCRA update.
+fn filter_entry(name: &str, fuel: u64) -> String {
+    let (file, config) = match name {
+        "rate-limit" => (
+            "rate_limit",
+            "per_sender_per_minute = 1000000000\nper_sender_burst = 1000000000\n\
+             per_pair_per_minute = 1000000000\nper_pair_burst = 1000000000",
+        ),
+        "injection-guard" => (
+            "injection_guard",
+            "action = \"reject\"\ndisable = []\nallow_pipe_hosts = [\"sh.rustup.rs\"]",
+        ),
+        "redact" => ("redact", "pii = true\ndisable = []"),
+        other => unreachable!("{other}"),
+    };
+    format!(
+        "[[filter]]\nname = \"{name}\"\ncomponent = \"target/wasm32-wasip2/release/{file}.wasm\"\n\
+         fuel = {fuel}\n[filter.config]\n{config}\n\n"
+    )
+}
+
+const FILTERS: [&str; 3] = ["rate-limit", "injection-guard", "redact"];
+
+/// Engineering chat without secrets or attacks, so every filter scans it all.
+fn chat(bytes: usize) -> String {
+    const LINES: [&str; 6] = [
+        "I pushed the refactor of the session store to branch feat/store; the tests pass locally.",
+        "Can you review the retry logic in delivery.rs? I think the backoff doubles twice per attempt.",
+        "Ignore the lint warning about the unused import for now, the next commit removes it.",
+        "The build on CI took 14 minutes; most of it is wasmtime, so caching target/ would help.",
+        "You are now on branch main after the merge; please rebase your work on top of it.",
+        "Benchmarks: 1 KB messages take about 20 us end to end, 64 KB ones about half a millisecond.",
+    ];
+    let mut text = String::new();
+    for line in LINES.iter().cycle() {
+        if text.len() + line.len() + 1 > bytes {
+            break;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+fn message(content: &str, i: u64) -> Message {
+    Message {
+        id: format!("bench-{i}"),
+        sender: "coder".into(),
+        recipient: "reviewer".into(),
+        content: content.into(),
+        meta: Vec::new(),
+        sent_at_ms: 1,
+    }
+}
+
+struct Plugins {
+    dir: tempfile::TempDir,
+}
+
+impl Plugins {
+    /// A plugins folder whose `target` points at the repository's built filters.
+    fn new() -> Self {
+        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target");
+        for file in ["rate_limit", "injection_guard", "redact"] {
+            let wasm = built.join(format!("wasm32-wasip2/release/{file}.wasm"));
+            assert!(
+                wasm.is_file(),
+                "{} is missing: run `cargo plugins` from the repository root first",
+                wasm.display()
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(built.canonicalize().unwrap(), dir.path().join("target"))
+            .unwrap();
+        Self { dir }
+    }
+
+    fn write(&self, chain: &str) {
+        std::fs::write(self.dir.path().join("chain.toml"), chain).unwrap();
+    }
+
+    fn open(&self) -> ChainStage {
+        ChainStage::open(ChainOptions {
+            plugins_dir: self.dir.path().to_owned(),
+            build: false,
+            max_content_bytes: 1 << 20,
+        })
+        .unwrap()
+    }
+}
+
+struct Stats {
+    median: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+/// Times `iterations` single calls after a warm-up.
+fn measure(iterations: usize, mut call: impl FnMut(u64)) -> Stats {
+    for i in 0..(iterations / 10).max(50) {
+        call(i as u64);
+    }
+    let mut samples: Vec<Duration> = (0..iterations)
+        .map(|i| {
+            let start = Instant::now();
+            call(i as u64);
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    Stats {
+        median: samples[samples.len() / 2],
+        p99: samples[samples.len() * 99 / 100],
+        mean: samples.iter().sum::<Duration>() / samples.len() as u32,
+    }
+}
+
+fn report(what: &str, size: &str, stats: &Stats) {
+    println!(
+        "| {what:<28} | {size:>5} | {:>9.1} | {:>9.1} | {:>9.1} |",
+        stats.median.as_secs_f64() * 1e6,
+        stats.p99.as_secs_f64() * 1e6,
+        stats.mean.as_secs_f64() * 1e6,
+    );
+}
+
+fn delivered(decision: Decision) {
+    assert!(
+        matches!(decision, Decision::Deliver { .. }),
+        "the bench message was not delivered: {decision:?}"
+    );
+}
+
+fn main() {
+    let plugins = Plugins::new();
+    let small = chat(1024);
+    let large = chat(64 * 1024);
+    let sizes = [("1 KB", &small, 20_000), ("64 KB", &large, 1_000)];
+    println!("| what                         |  size | median µs |    p99 µs |   mean µs |");
+    println!("|------------------------------|-------|-----------|-----------|-----------|");
+
+    plugins.write("");
+    let empty = plugins.open();
+    for (size, content, iterations) in sizes {
+        let stats = measure(iterations, |i| {
+            delivered(empty.run_blocking(message(content, i)))
+        });
+        report("no filters (copy only)", size, &stats);
+    }
+
+    for name in FILTERS {
+        plugins.write(&filter_entry(name, DEFAULT_FUEL));
+        let stage = plugins.open();
+        for (size, content, iterations) in sizes {
+            let stats = measure(iterations, |i| {
+                delivered(stage.run_blocking(message(content, i)))
+            });
+            report(name, size, &stats);
+        }
+    }
+
+    let chain: String = FILTERS
+        .iter()
+        .map(|name| filter_entry(name, DEFAULT_FUEL))
+        .collect();
+    plugins.write(&chain);
+    let stage = Arc::new(plugins.open());
+    for (size, content, iterations) in sizes {
+        let stats = measure(iterations, |i| {
+            delivered(stage.run_blocking(message(content, i)))
+        });
+        report("chain, calling thread", size, &stats);
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (size, content, iterations) in sizes {
+        let stats = measure(iterations, |i| {
+            delivered(runtime.block_on(stage.run(message(content, i))))
+        });
+        report("chain, via spawn_blocking", size, &stats);
+    }
+    assert!(
+        stage.info().faults.is_empty(),
+        "faults: {:?}",
+        stage.info().faults
+    );
+
+    println!();
+    println!("smallest power-of-two fuel budget for 64 KB (default {DEFAULT_FUEL}):");
+    for name in FILTERS {
+        let mut fuel = 1u64 << 16;
+        loop {
+            plugins.write(&filter_entry(name, fuel));
+            // The probe is small; a budget too low for it fails the load.
+            let passed = ChainStage::open(ChainOptions {
+                plugins_dir: plugins.dir.path().to_owned(),
+                build: false,
+                max_content_bytes: 1 << 20,
+            })
+            .ok()
+            .is_some_and(|stage| {
+                matches!(
+                    stage.run_blocking(message(&large, 0)),
+                    Decision::Deliver { .. }
+                ) && stage.info().faults.is_empty()
+            });
+            if passed {
+                println!("  {name}: 2^{} = {fuel}", fuel.trailing_zeros());
+                break;
+            }
+            fuel <<= 1;
+        }
+    }
+}

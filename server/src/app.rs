@@ -7,11 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::{
     bus::Bus,
-    cli::{Cli, LogFormat},
     chain::{ChainError, ChainOptions, ChainStage},
+    auth::Authenticator,
+    cli::{LogFormat, ServeArgs},
     filter::FilterStage,
     http,
-    mcp::{self, McpOptions, session_store::SessionFile},
+    http::guard::Guard,
+    mcp::{self, McpOptions, identity::Identities, session_store::SessionFile},
     registry::Registry,
 };
 
@@ -26,6 +28,8 @@ pub enum StartError {
     #[error("no state folder: set HOME, XDG_STATE_HOME or pass --state-dir")]
     NoStateDir,
     #[error(transparent)]
+    Auth(#[from] crate::auth::AuthFileError),
+    #[error(transparent)]
     Store(#[from] mcp::session_store::StoreError),
     #[error(transparent)]
     Bind(#[from] http::BindError),
@@ -34,7 +38,8 @@ pub enum StartError {
 }
 
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),
@@ -51,9 +56,21 @@ fn default_state_dir() -> Option<PathBuf> {
     Some(base.join("switchboard"))
 }
 
-pub async fn run(cli: Cli) -> Result<(), StartError> {
+pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     if !cli.plugins.is_dir() {
         return Err(StartError::PluginsMissing(cli.plugins));
+    }
+    let auth = cli
+        .auth
+        .as_deref()
+        .map(Authenticator::load)
+        .transpose()?
+        .map(Arc::new);
+    if auth.is_none() && !cli.bind.is_loopback() {
+        tracing::warn!(
+            bind = %cli.bind,
+            "LISTENING BEYOND LOOPBACK WITHOUT AUTHENTICATION: anyone who can reach this port can read and send messages as any agent; pass --auth FILE"
+        );
     }
     let listener = http::bind(SocketAddr::new(cli.bind, cli.port)).await?;
     let addr = listener.local_addr()?;
@@ -78,19 +95,36 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         cli.queue_depth,
         Duration::from_millis(cli.reconnect_grace_ms),
     ));
+    if let Some(auth) = &auth {
+        registry.reserve(auth.agent_names());
+    }
     let bus = Arc::new(Bus::new(registry, filters, cli.max_message_bytes));
+    let identities = Arc::new(Identities::default());
 
     let shutdown = CancellationToken::new();
-    let mcp = mcp::service(
+    // Room for the largest message plus JSON escaping and envelope.
+    let max_body_bytes = cli.max_message_bytes * 2 + 64 * 1024;
+    let (mcp, sessions) = mcp::service(
         bus.clone(),
         store.clone(),
+        identities.clone(),
         McpOptions {
             session_idle: Duration::from_secs(cli.session_idle_secs),
+            max_request_bytes: max_body_bytes,
             any_host: !cli.bind.is_loopback(),
         },
         shutdown.clone(),
     );
-    let app = http::router(mcp, bus);
+    let guard = Arc::new(Guard {
+        auth,
+        allowed_origins: cli.allow_origins.clone(),
+        identities,
+        sessions,
+        registry: bus.registry().clone(),
+        max_agents: cli.max_agents,
+        max_sessions: cli.max_sessions,
+    });
+    let app = http::router(mcp, bus, guard, max_body_bytes);
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tracing::info!(
         url = %format!("http://{addr}/mcp"),

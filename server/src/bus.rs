@@ -17,6 +17,9 @@ use crate::{
 };
 
 pub const AGENT_MESSAGE_KIND: &str = "agent-message";
+/// `kind` of messages dropped in over `POST /v1/messages`. (Not `source`:
+/// Claude Code already writes `source` on the tag, and a second one confuses the model.)
+pub const WEBHOOK_KIND: &str = "webhook";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
@@ -98,6 +101,32 @@ impl Bus {
             .registry
             .name_of(sender_session)
             .ok_or(SendError::NotAnAgent)?;
+        let recipient = self.registry.recipient(Some(sender_session), to);
+        self.deliver(sender, recipient, content, Vec::new(), AGENT_MESSAGE_KIND)
+            .await
+    }
+
+    /// Sends `content` from an external trigger named `from` (not an agent).
+    pub async fn send_from_trigger(
+        &self,
+        from: &str,
+        to: &str,
+        content: String,
+        meta: Vec<(String, String)>,
+    ) -> Result<Receipt, SendError> {
+        let recipient = self.registry.recipient(None, to);
+        self.deliver(from.to_owned(), recipient, content, meta, WEBHOOK_KIND)
+            .await
+    }
+
+    async fn deliver(
+        &self,
+        sender: String,
+        recipient: Result<crate::registry::Recipient, LookupError>,
+        content: String,
+        meta: Vec<(String, String)>,
+        kind: &str,
+    ) -> Result<Receipt, SendError> {
         if content.is_empty() {
             return Err(SendError::Empty);
         }
@@ -107,7 +136,7 @@ impl Bus {
                 limit: self.max_message_bytes,
             });
         }
-        let recipient = self.registry.recipient(sender_session, to)?;
+        let recipient = recipient?;
         let id = format!(
             "{}-{}",
             self.id_prefix,
@@ -118,7 +147,7 @@ impl Bus {
             sender,
             recipient: recipient.name.clone(),
             content,
-            meta: Vec::new(),
+            meta,
             sent_at_ms: now_ms(),
         };
         let (message, rewritten_by) = match self.filters.run(message).await {
@@ -136,7 +165,7 @@ impl Bus {
                 limit: self.max_message_bytes,
             });
         }
-        let notification = message.to_notification(AGENT_MESSAGE_KIND);
+        let notification = message.to_notification(kind);
         let to = recipient.name;
         let pushed = match recipient.outbox.push(notification.clone()) {
             Err(PushError::Offline) => {

@@ -2,15 +2,32 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "switchboard",
     version,
-    about = "A message bus for Claude Code sessions, over MCP channels"
+    about = "A message bus for Claude Code sessions, over MCP channels",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Without a subcommand, the server runs.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Read a token on stdin and print the `sha256` line for the auth file.
+    HashToken,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
     /// Port to listen on (0 picks a free one and logs it).
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
@@ -48,6 +65,23 @@ pub struct Cli {
     /// Sessions without an open stream are closed after this many seconds idle.
     #[arg(long, default_value_t = 600)]
     pub session_idle_secs: u64,
+
+    /// Require bearer tokens, listed (as hashes) in this TOML file. Off by default.
+    #[arg(long)]
+    pub auth: Option<PathBuf>,
+
+    /// A browser origin allowed to call the server (repeatable); requests with
+    /// any other `Origin` header are refused.
+    #[arg(long = "allow-origin")]
+    pub allow_origins: Vec<String>,
+
+    /// Most agents connected at once.
+    #[arg(long, default_value_t = 1000)]
+    pub max_agents: usize,
+
+    /// Most MCP sessions held at once (agents or not).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_sessions: usize,
 
     /// Log format on stdout; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

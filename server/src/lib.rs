@@ -4,6 +4,7 @@
 //! stage (the WebAssembly [`chain`]) -> [`delivery`]. [`bus`] is the one path a message takes through them.
 
 pub mod app;
+pub mod auth;
 pub mod bus;
 pub mod chain;
 pub mod cli;

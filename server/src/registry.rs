@@ -29,6 +29,8 @@ pub enum NameError {
         "this session is not an agent yet: it becomes one when it opens its event stream (GET /mcp)"
     )]
     NotAnAgent,
+    #[error("your name \"{0}\" is fixed by your access token and cannot be changed")]
+    Fixed(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub struct Roster {
     pub agents: Vec<String>,
     /// The caller's name, when the caller is an agent.
     pub you: Option<String>,
+    /// Why the caller did not get the name it asked for.
+    pub note: Option<String>,
 }
 
 /// Where a message for an agent goes.
@@ -77,8 +81,29 @@ pub struct Recipient {
     pub reconnecting_until: Option<Instant>,
 }
 
+/// The names a session asks for when it attaches, strongest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// Bound to the session's token: nobody else may hold it, and it cannot be renamed away.
+    pub fixed: Option<String>,
+    /// Asked for by the client (the `X-Agent-Name` header).
+    pub declared: Option<String>,
+    /// What the session was called before a server restart.
+    pub remembered: Option<String>,
+}
+
+/// The result of [`Registry::attach`].
+pub struct Attached {
+    pub name: String,
+    /// Why the agent did not get the name it asked for.
+    pub note: Option<String>,
+    pub stream: OutboxStream,
+}
+
 struct Entry {
     name: Option<String>,
+    fixed: bool,
+    note: Option<String>,
     /// Registration order, for listing.
     order: u64,
     outbox: Arc<Outbox>,
@@ -90,6 +115,7 @@ struct Entry {
 struct State {
     next_number: u64,
     next_order: u64,
+    reserved: std::collections::HashSet<String>,
     sessions: HashMap<String, Entry>,
     /// Lower-cased name -> session id, for agents online or within grace.
     names: HashMap<String, String>,
@@ -110,8 +136,13 @@ impl State {
         live.then_some(session)
     }
 
-    fn claim(&mut self, session: &str, name: &str, grace: Duration) -> bool {
+    /// Takes `name` for `session` if no other live agent holds it and it is
+    /// not reserved for someone else (`owner` is the session's fixed name).
+    fn claim(&mut self, session: &str, name: &str, owner: Option<&str>, grace: Duration) -> bool {
         let key = name.to_ascii_lowercase();
+        if self.reserved.contains(&key) && !owner.is_some_and(|o| o.eq_ignore_ascii_case(name)) {
+            return false;
+        }
         match self.holder_in_grace(&key, grace) {
             Some(holder) if holder != session => false,
             _ => {
@@ -132,7 +163,7 @@ impl State {
         loop {
             self.next_number += 1;
             let name = format!("agent-{}", self.next_number);
-            if self.claim(session, &name, grace) {
+            if self.claim(session, &name, None, grace) {
                 return name;
             }
         }
@@ -155,14 +186,18 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The session opened its stream: it is (again) an agent. `remembered` is
-    /// the name it had before a server restart. Returns its name and the stream.
-    pub fn attach(
-        &self,
-        session: &str,
-        remembered: Option<&str>,
-        resume_after: Option<u64>,
-    ) -> (String, OutboxStream) {
+    /// Names only their owner may hold (fixed by authentication tokens).
+    pub fn reserve(&self, names: impl IntoIterator<Item = String>) {
+        let mut state = self.lock();
+        state
+            .reserved
+            .extend(names.into_iter().map(|n| n.to_ascii_lowercase()));
+    }
+
+    /// The session opened its stream: it is (again) an agent. `claim` says
+    /// which name it asks for; the outcome says which it got and, when that is
+    /// not the one it asked for, why.
+    pub fn attach(&self, session: &str, claim: &Claim, resume_after: Option<u64>) -> Attached {
         let mut guard = self.lock();
         let state = &mut *guard;
         let queue_depth = self.queue_depth;
@@ -171,20 +206,58 @@ impl Registry {
             .entry(session.to_owned())
             .or_insert_with(|| Entry {
                 name: None,
+                fixed: false,
                 order: 0,
                 outbox: Outbox::new(queue_depth),
                 attached: None,
                 detached_at: None,
+                note: None,
             });
-        let wanted = entry.name.clone().or_else(|| {
-            remembered
-                .filter(|n| validate_name(n).is_ok())
-                .map(str::to_owned)
-        });
+        let current = entry.name.clone();
         let outbox = entry.outbox.clone();
-        let name = match wanted {
-            Some(name) if state.claim(session, &name, self.grace) => name,
-            _ => state.next_free_number_name(session, self.grace),
+        let fixed = claim.fixed.is_some();
+        let mut note = None;
+        let mut name = None;
+        if let Some(wanted) = &claim.fixed {
+            if state.claim(session, wanted, Some(wanted), self.grace) {
+                name = Some(wanted.clone());
+            } else {
+                note = Some(format!(
+                    "the name \"{wanted}\" of your token is in use by another session"
+                ));
+            }
+        } else {
+            if let Some(current) = current.filter(|c| state.claim(session, c, None, self.grace)) {
+                name = Some(current);
+            }
+            if name.is_none()
+                && let Some(declared) = &claim.declared
+            {
+                match validate_name(declared) {
+                    Err(error) => note = Some(format!("the declared {error}")),
+                    Ok(()) if state.claim(session, declared, None, self.grace) => {
+                        name = Some(declared.clone());
+                    }
+                    Ok(()) => {
+                        note = Some(format!(
+                            "the name \"{declared}\" you declared (X-Agent-Name) is held by another online agent"
+                        ));
+                    }
+                }
+            }
+            if name.is_none()
+                && let Some(remembered) = claim
+                    .remembered
+                    .as_ref()
+                    .filter(|n| validate_name(n).is_ok())
+                && state.claim(session, remembered, None, self.grace)
+            {
+                name = Some(remembered.clone());
+            }
+        }
+        let name = match name {
+            Some(name) => name,
+            None => state.next_free_number_name(session, self.grace),
         };
         let order = match state.sessions[session].order {
             0 => {
@@ -196,10 +269,12 @@ impl Registry {
         let (generation, stream) = outbox.attach(resume_after);
         let entry = state.sessions.get_mut(session).expect("inserted above");
         entry.name = Some(name.clone());
+        entry.fixed = fixed && note.is_none();
         entry.order = order;
         entry.attached = Some(generation);
         entry.detached_at = None;
-        (name, stream)
+        entry.note.clone_from(&note);
+        Attached { name, note, stream }
     }
 
     /// The stream of `generation` ended; a newer stream of the same session
@@ -250,11 +325,17 @@ impl Registry {
             Some(Entry {
                 name: Some(name),
                 attached: Some(_),
+                fixed: true,
+                ..
+            }) => return Err(NameError::Fixed(name.clone())),
+            Some(Entry {
+                name: Some(name),
+                attached: Some(_),
                 ..
             }) => name.clone(),
             _ => return Err(NameError::NotAnAgent),
         };
-        if !state.claim(session, new, self.grace) {
+        if !state.claim(session, new, None, self.grace) {
             return Err(NameError::Taken(new.to_owned()));
         }
         if !old.eq_ignore_ascii_case(new) {
@@ -262,6 +343,7 @@ impl Registry {
         }
         if let Some(entry) = state.sessions.get_mut(session) {
             entry.name = Some(new.to_owned());
+            entry.note = None;
         }
         Ok(old)
     }
@@ -282,13 +364,11 @@ impl Registry {
             .filter_map(|e| e.name.as_ref().map(|n| (e.order, n)))
             .collect();
         online.sort();
+        let caller = state.sessions.get(session).filter(|e| e.attached.is_some());
         Roster {
             agents: online.into_iter().map(|(_, n)| n.clone()).collect(),
-            you: state
-                .sessions
-                .get(session)
-                .filter(|e| e.attached.is_some())
-                .and_then(|e| e.name.clone()),
+            you: caller.and_then(|e| e.name.clone()),
+            note: caller.and_then(|e| e.note.clone()),
         }
     }
 
@@ -300,8 +380,13 @@ impl Registry {
             .count()
     }
 
-    /// Finds the agent a message from `sender_session` to `name` goes to.
-    pub fn recipient(&self, sender_session: &str, name: &str) -> Result<Recipient, LookupError> {
+    /// Finds the agent a message from `sender_session` (`None`: from outside
+    /// the bus) to `name` goes to.
+    pub fn recipient(
+        &self,
+        sender_session: Option<&str>,
+        name: &str,
+    ) -> Result<Recipient, LookupError> {
         let found = {
             let state = self.lock();
             let key = name.to_ascii_lowercase();
@@ -320,13 +405,13 @@ impl Registry {
                 })
         };
         match found {
-            Some((session, recipient)) if session == sender_session => {
+            Some((session, recipient)) if Some(session.as_str()) == sender_session => {
                 Err(LookupError::Yourself(recipient.name))
             }
             Some((_, recipient)) => Ok(recipient),
             None => Err(LookupError::Unknown {
                 name: name.chars().take(64).collect(),
-                online: self.roster(sender_session).agents,
+                online: self.roster(sender_session.unwrap_or_default()).agents,
             }),
         }
     }
@@ -343,10 +428,10 @@ mod tests {
     #[test]
     fn numbers_in_registration_order_never_reused() {
         let r = registry();
-        assert_eq!(r.attach("s1", None, None).0, "agent-1");
-        assert_eq!(r.attach("s2", None, None).0, "agent-2");
+        assert_eq!(r.attach("s1", &Claim::default(), None).name, "agent-1");
+        assert_eq!(r.attach("s2", &Claim::default(), None).name, "agent-2");
         r.forget("s1");
-        assert_eq!(r.attach("s3", None, None).0, "agent-3");
+        assert_eq!(r.attach("s3", &Claim::default(), None).name, "agent-3");
         assert_eq!(r.roster("s2").agents, ["agent-2", "agent-3"]);
         assert_eq!(r.roster("s2").you.as_deref(), Some("agent-2"));
     }
@@ -354,8 +439,8 @@ mod tests {
     #[test]
     fn rename_rules() {
         let r = registry();
-        r.attach("s1", None, None);
-        r.attach("s2", None, None);
+        r.attach("s1", &Claim::default(), None);
+        r.attach("s2", &Claim::default(), None);
         assert_eq!(r.rename("s1", "coder"), Ok("agent-1".into()));
         assert_eq!(
             r.rename("s2", "CODER"),
@@ -380,28 +465,65 @@ mod tests {
     #[test]
     fn reattach_keeps_name_and_remembered_name_is_reclaimed() {
         let r = registry();
-        let (name, stream) = r.attach("s1", None, None);
+        let (name, stream) = r.attach("s1", &Claim::default(), None);
         r.rename("s1", "planner").unwrap();
         r.detach("s1", stream.generation());
         assert!(r.roster("s1").agents.is_empty(), "offline at once");
-        assert_eq!(r.attach("s1", None, None).0, "planner");
+        assert_eq!(r.attach("s1", &Claim::default(), None).name, "planner");
         assert_eq!(name, "agent-1");
         let restarted = registry();
-        assert_eq!(restarted.attach("s9", Some("planner"), None).0, "planner");
-        assert_eq!(restarted.attach("s8", Some("planner"), None).0, "agent-1");
+        let remembered = Claim {
+            remembered: Some("planner".into()),
+            ..Claim::default()
+        };
+        assert_eq!(restarted.attach("s9", &remembered, None).name, "planner");
+        assert_eq!(restarted.attach("s8", &remembered, None).name, "agent-1");
+    }
+
+    #[test]
+    fn declared_names_fall_back_with_a_reason() {
+        let r = registry();
+        let planner = Claim {
+            declared: Some("planner".into()),
+            ..Claim::default()
+        };
+        assert_eq!(r.attach("s1", &planner, None).name, "planner");
+        let second = r.attach("s2", &planner, None);
+        assert_eq!(second.name, "agent-1");
+        assert!(second.note.unwrap().contains("held by another"));
+        assert!(r.roster("s2").note.is_some());
+    }
+
+    #[test]
+    fn fixed_names_are_reserved_and_permanent() {
+        let r = registry();
+        r.reserve(["ops".to_owned()]);
+        r.attach("s1", &Claim::default(), None);
+        assert_eq!(r.rename("s1", "OPS"), Err(NameError::Taken("OPS".into())));
+        let ops = Claim {
+            fixed: Some("ops".into()),
+            ..Claim::default()
+        };
+        assert_eq!(r.attach("s2", &ops, None).name, "ops");
+        assert_eq!(r.rename("s2", "other"), Err(NameError::Fixed("ops".into())));
+        let impostor = Claim {
+            declared: Some("ops".into()),
+            ..Claim::default()
+        };
+        assert_ne!(r.attach("s3", &impostor, None).name, "ops");
     }
 
     #[test]
     fn lookup_errors() {
         let r = registry();
-        r.attach("s1", None, None);
-        r.attach("s2", None, None);
-        assert!(r.recipient("s1", "AGENT-2").is_ok());
+        r.attach("s1", &Claim::default(), None);
+        r.attach("s2", &Claim::default(), None);
+        assert!(r.recipient(Some("s1"), "AGENT-2").is_ok());
         assert_eq!(
-            r.recipient("s1", "agent-1").err(),
+            r.recipient(Some("s1"), "agent-1").err(),
             Some(LookupError::Yourself("agent-1".into()))
         );
-        let err = r.recipient("s1", "ghost").err().unwrap();
+        let err = r.recipient(Some("s1"), "ghost").err().unwrap();
         assert_eq!(
             err.to_string(),
             "no agent named \"ghost\" is online; online: agent-1, agent-2"

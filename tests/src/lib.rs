@@ -21,6 +21,8 @@ use tokio::{
 
 /// Generous bound for anything that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(10);
+/// Bound for a server to start listening.
+pub const STARTUP: Duration = Duration::from_secs(60);
 pub const PROTOCOL: &str = "2025-11-25";
 
 /// The server binary: `SWITCHBOARD_BIN`, or built next to this test's target dir.
@@ -44,6 +46,25 @@ pub fn binary() -> &'static Path {
         assert!(status.success(), "building the switchboard binary failed");
         profile_dir.join("switchboard")
     })
+}
+
+/// Builds the bundled filter components once per test process (what `cargo
+/// plugins` does), so a server started on `plugins/` finds them ready.
+pub fn ensure_plugins_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = repo_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+            .arg("--target-dir")
+            .arg(root.join("plugins/target"))
+            .args(["-p", "rate-limit", "-p", "injection-guard", "-p", "redact"])
+            .status()
+            .expect("run cargo build for the bundled filters");
+        assert!(status.success(), "building the bundled filters failed");
+    });
 }
 
 /// A running server; killed when dropped.
@@ -78,6 +99,7 @@ impl Server {
 
     /// Starts with the repository's `plugins/`, the given state folder and port (0 = any).
     pub async fn start_in(state_dir: &Path, port: u16, extra_args: &[&str]) -> Result<Server> {
+        tokio::task::spawn_blocking(ensure_plugins_built).await?;
         Self::launch(&repo_root().join("plugins"), state_dir, port, extra_args).await
     }
 
@@ -114,7 +136,8 @@ impl Server {
                 }
             }
         });
-        let port = timeout(WAIT, async {
+        // Compiling the chain's components in a debug build takes seconds.
+        let port = timeout(STARTUP, async {
             while let Some(line) = logs.recv().await {
                 if let Some(port) = listening_port(&line) {
                     return Ok(port);

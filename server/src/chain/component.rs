@@ -167,7 +167,8 @@ pub fn one_line(error: &wasmtime::Error) -> String {
         if !text.is_empty() {
             text.push_str(": ");
         }
-        text.push_str(&cause.to_string().replace('\n', " "));
+        // Parser errors append a source excerpt on later lines; keep the gist.
+        text.push_str(cause.to_string().lines().next().unwrap_or_default());
     }
     text
 }

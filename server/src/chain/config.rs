@@ -219,7 +219,9 @@ mod tests {
             .to_string();
         assert!(error.contains("unknown field `timeout`"), "{error}");
         assert!(!error.contains('\n'), "{error}");
-        let error = parse_str("[[filters]]\nname = \"a\"\n").unwrap_err().to_string();
+        let error = parse_str("[[filters]]\nname = \"a\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown field `filters`"), "{error}");
     }
 
@@ -227,13 +229,24 @@ mod tests {
     fn refuses_bad_values() {
         for (entry, needle) in [
             ("name = \"a\"", "missing field `component`"),
-            ("name = \"a\"\ncomponent = \"a\"\non_error = \"drop\"", "unknown variant"),
+            (
+                "name = \"a\"\ncomponent = \"a\"\non_error = \"drop\"",
+                "unknown variant",
+            ),
             ("name = \" \"\ncomponent = \"a\"", "non-empty"),
-            ("name = \"a\"\ncomponent = \"a\"\ntimeout_ms = 0", "timeout_ms"),
-            ("name = \"a\"\ncomponent = \"a\"\nmemory_mib = 0", "memory_mib"),
+            (
+                "name = \"a\"\ncomponent = \"a\"\ntimeout_ms = 0",
+                "timeout_ms",
+            ),
+            (
+                "name = \"a\"\ncomponent = \"a\"\nmemory_mib = 0",
+                "memory_mib",
+            ),
             ("name = \"a\"\ncomponent = \"a\"\nfuel = 0", "fuel"),
         ] {
-            let error = parse_str(&format!("[[filter]]\n{entry}\n")).unwrap_err().to_string();
+            let error = parse_str(&format!("[[filter]]\n{entry}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(needle), "{entry}: {error}");
         }
     }

@@ -288,7 +288,10 @@ impl FilterRuntime {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Fault::Timeout(self.limits.timeout.as_millis()),
             Some(Trap::OutOfFuel) => Fault::OutOfFuel(self.limits.fuel),
-            Some(trap) => Fault::Trap(trap.to_string()),
+            Some(trap) => {
+                let text = trap.to_string();
+                Fault::Trap(text.strip_prefix("wasm trap: ").unwrap_or(&text).to_owned())
+            }
             None => Fault::Trap(one_line(&error)),
         }
     }

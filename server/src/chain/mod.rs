@@ -20,7 +20,7 @@ pub mod store;
 
 use std::{
     collections::HashSet,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -172,9 +172,10 @@ impl ChainStage {
         self.inner.reload()
     }
 
-    /// The chain file this stage follows.
-    pub fn chain_file(&self) -> &Path {
-        &self.inner.chain_file
+    /// Runs `message` through the active chain on the calling thread, which
+    /// may block up to the filters' deadlines.
+    pub fn run_blocking(&self, message: Message) -> Decision {
+        self.inner.active.load().run(message, &self.inner.faults)
     }
 }
 
@@ -225,13 +226,11 @@ impl Inner {
         };
         chain.probe()?;
         let in_use: HashSet<_> = chain.filters.iter().map(|f| f.hash).collect();
-        let generation = chain.generation;
-        tracing::info!(
-            generation,
-            filters = ?chain.names(),
-            "filter chain loaded"
-        );
+        let (generation, names) = (chain.generation, chain.names());
         self.active.store(Arc::new(chain));
+        // Logged after the swap: a message sent once this line is out runs
+        // on the new chain (the end-to-end tests rely on it).
+        tracing::info!(generation, filters = ?names, "filter chain loaded");
         self.host.cache.retain(&in_use);
         Ok(generation)
     }
@@ -250,6 +249,7 @@ impl FilterStage for ChainStage {
         Box::pin(async move {
             // A filter may run up to its deadline (1 s by default); on a
             // blocking thread that stalls one message, not a runtime worker.
+            // The hop costs a few µs (docs/performance.md).
             tokio::task::spawn_blocking(move || chain.run(message, &inner.faults))
                 .await
                 .unwrap_or_else(|error| {

@@ -49,7 +49,13 @@ pub fn build_stale(chain_dir: &Path, specs: &[FilterSpec]) -> Result<(), BuildEr
         // Running in the crate's folder lets rustup honour its toolchain file.
         let status = Command::new(cargo)
             .current_dir(source)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
             .arg(&target_dir)
             .arg("--manifest-path")
             .arg(source.join("Cargo.toml"))
@@ -101,7 +107,9 @@ fn newest_under(dir: &Path) -> Option<SystemTime> {
             if name == "target" || name.to_string_lossy().starts_with('.') {
                 continue;
             }
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 pending.push(entry.path());
             } else if let Some(time) = modified(&entry.path()) {

@@ -274,12 +274,32 @@ mod tests {
     #[test]
     fn compare_and_swap_checks_the_current_value() {
         let (store, clock) = manual();
-        assert!(store.compare_and_swap("p", "k", None, "1".into(), SEC).unwrap());
-        assert!(!store.compare_and_swap("p", "k", None, "2".into(), None).unwrap());
-        assert!(!store.compare_and_swap("p", "k", Some("0"), "2".into(), None).unwrap());
-        assert!(store.compare_and_swap("p", "k", Some("1"), "2".into(), SEC).unwrap());
+        assert!(
+            store
+                .compare_and_swap("p", "k", None, "1".into(), SEC)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .compare_and_swap("p", "k", None, "2".into(), None)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .compare_and_swap("p", "k", Some("0"), "2".into(), None)
+                .unwrap()
+        );
+        assert!(
+            store
+                .compare_and_swap("p", "k", Some("1"), "2".into(), SEC)
+                .unwrap()
+        );
         clock.store(1000, Ordering::Relaxed);
-        assert!(store.compare_and_swap("p", "k", None, "3".into(), None).unwrap());
+        assert!(
+            store
+                .compare_and_swap("p", "k", None, "3".into(), None)
+                .unwrap()
+        );
     }
 
     #[test]
@@ -296,7 +316,10 @@ mod tests {
         for i in 0..MAX_ENTRIES {
             store.set("p", &i.to_string(), "v".into(), SEC).unwrap();
         }
-        assert_eq!(store.set("p", "new", "v".into(), None), Err(StoreError::Full));
+        assert_eq!(
+            store.set("p", "new", "v".into(), None),
+            Err(StoreError::Full)
+        );
         // Overwriting and other plugins still work; expiry frees room.
         store.set("p", "0", "w".into(), SEC).unwrap();
         store.set("q", "new", "v".into(), None).unwrap();

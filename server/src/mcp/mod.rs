@@ -1,6 +1,7 @@
 //! The MCP layer: streamable HTTP sessions (rmcp), the three tools, and the
 //! bookkeeping that turns a session with an open event stream into an agent.
 
+pub mod identity;
 pub mod session_store;
 pub mod sessions;
 pub mod tools;
@@ -13,6 +14,7 @@ use rmcp::transport::streamable_http_server::{
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
+use identity::Identities;
 use session_store::SessionFile;
 use sessions::AgentSessions;
 use tools::Switchboard;
@@ -23,6 +25,7 @@ const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub struct McpOptions {
     pub session_idle: Duration,
+    pub max_request_bytes: usize,
     /// Disables rmcp's Host-header allow-list (loopback names only) when the
     /// server is bound to a non-loopback address.
     pub any_host: bool,
@@ -32,26 +35,33 @@ pub struct McpOptions {
 pub fn service(
     bus: Arc<Bus>,
     store: Arc<SessionFile>,
+    identities: Arc<Identities>,
     options: McpOptions,
     shutdown: CancellationToken,
-) -> StreamableHttpService<Switchboard, AgentSessions> {
+) -> (
+    StreamableHttpService<Switchboard, AgentSessions>,
+    Arc<AgentSessions>,
+) {
     let sessions = Arc::new(AgentSessions::new(
         LocalSessionManager::default(),
         bus.registry().clone(),
         store.clone(),
+        identities,
     ));
     sessions.spawn_reaper(options.session_idle, shutdown.clone());
     let mut config = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
         .with_sse_retry(Some(SSE_RETRY))
+        .with_max_request_body_bytes(options.max_request_bytes)
         .with_cancellation_token(shutdown);
     config.session_store = Some(store.clone());
     if options.any_host {
         config = config.disable_allowed_hosts();
     }
-    StreamableHttpService::new(
+    let service = StreamableHttpService::new(
         move || Ok(Switchboard::new(bus.clone(), store.clone())),
-        sessions,
+        sessions.clone(),
         config,
-    )
+    );
+    (service, sessions)
 }

@@ -29,10 +29,10 @@ use rmcp::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::session_store::SessionFile;
+use super::{identity::Identities, session_store::SessionFile};
 use crate::{
     delivery::{Generation, parse_event_id},
-    registry::Registry,
+    registry::{Attached, Claim, Registry},
 };
 
 type SseStream = Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync + 'static>>;
@@ -41,6 +41,7 @@ pub struct AgentSessions {
     inner: LocalSessionManager,
     registry: Arc<Registry>,
     store: Arc<SessionFile>,
+    identities: Arc<Identities>,
     last_seen: Mutex<HashMap<String, Instant>>,
 }
 
@@ -49,6 +50,7 @@ impl AgentSessions {
         mut inner: LocalSessionManager,
         registry: Arc<Registry>,
         store: Arc<SessionFile>,
+        identities: Arc<Identities>,
     ) -> Self {
         // rmcp closes a session after 5 minutes without client messages even
         // while its GET stream is open, leaving an idle agent deaf; the reaper
@@ -59,6 +61,7 @@ impl AgentSessions {
             inner,
             registry,
             store,
+            identities,
             last_seen: Mutex::new(HashMap::new()),
         }
     }
@@ -96,6 +99,14 @@ impl AgentSessions {
         });
     }
 
+    /// Sessions the server holds in memory.
+    pub fn count(&self) -> usize {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     fn idle_sessions(&self, idle: Duration) -> Vec<String> {
         let last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
         last_seen
@@ -112,12 +123,22 @@ impl AgentSessions {
         resume_after: Option<u64>,
     ) -> AgentStream {
         self.touch(id);
-        let remembered = self.store.remembered_name(id).await;
-        let (name, outbox) = self
-            .registry
-            .attach(id, remembered.as_deref(), resume_after);
+        let identity = self.identities.get(id).unwrap_or_default();
+        let claim = Claim {
+            fixed: identity.fixed,
+            declared: identity.declared,
+            remembered: self.store.remembered_name(id).await,
+        };
+        let Attached {
+            name,
+            note,
+            stream: outbox,
+        } = self.registry.attach(id, &claim, resume_after);
         self.store.set_name(id, &name).await;
-        tracing::info!(agent = %name, session = %id, "agent online");
+        match &note {
+            Some(note) => tracing::info!(agent = %name, session = %id, "agent online, but {note}"),
+            None => tracing::info!(agent = %name, session = %id, "agent online"),
+        }
         let generation = outbox.generation();
         // The outbox decides when this stream ends (a newer GET supersedes it);
         // rmcp's own stream is merged in so nothing rmcp sends is stranded.
@@ -192,6 +213,7 @@ impl SessionManager for AgentSessions {
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         self.registry.forget(id);
+        self.identities.forget(id);
         self.last_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -102,15 +102,16 @@ impl Switchboard {
         } else {
             roster.agents.join(", ")
         };
-        let you = match &roster.you {
-            Some(name) => format!("you are {name}"),
-            None => "you are not an agent yet: your event stream is not open".to_owned(),
+        let you = match (&roster.you, &roster.note) {
+            (Some(name), Some(note)) => format!("you are {name}, because {note}"),
+            (Some(name), None) => format!("you are {name}"),
+            (None, _) => "you are not an agent yet: your event stream is not open".to_owned(),
         };
         with_structured(
             CallToolResult::success(vec![ContentBlock::text(format!(
                 "Connected agents: {names} ({you})"
             ))]),
-            json!({ "agents": roster.agents, "you": roster.you }),
+            json!({ "agents": roster.agents, "you": roster.you, "note": roster.note }),
         )
     }
 

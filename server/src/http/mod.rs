@@ -1,10 +1,19 @@
 //! The HTTP edge: binds the listener (TCP_NODELAY on every connection: without
 //! it each tool call from a Node client waits ~40 ms on delayed ACKs), routes
-//! `/mcp` and `/health`, and shuts down gracefully.
+//! `/mcp`, `/v1/*` and `/health` behind the [`guard`], and shuts down gracefully.
+
+pub mod guard;
+pub mod trigger;
 
 use std::{io, net::SocketAddr, sync::Arc};
 
-use axum::{Json, Router, extract::State, routing::get, serve::ListenerExt};
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    middleware,
+    routing::{get, post},
+    serve::ListenerExt,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,11 +47,25 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         })
 }
 
-pub fn router(mcp: StreamableHttpService<Switchboard, AgentSessions>, bus: Arc<Bus>) -> Router {
+pub fn router(
+    mcp: StreamableHttpService<Switchboard, AgentSessions>,
+    bus: Arc<Bus>,
+    guard: Arc<guard::Guard>,
+    max_body_bytes: usize,
+) -> Router {
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(guard.clone(), guard::mcp));
+    let api = Router::new()
+        .route("/v1/messages", post(trigger::post_message))
+        .route("/v1/agents", get(trigger::list_agents))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(guard, guard::api));
     Router::new()
         .route("/health", get(health))
-        .nest_service("/mcp", mcp)
+        .merge(api)
         .with_state(bus)
+        .merge(mcp)
 }
 
 async fn health(State(bus): State<Arc<Bus>>) -> Json<Value> {

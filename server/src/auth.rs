@@ -1,0 +1,200 @@
+//! Access tokens: who may use the server, under which fixed name and role.
+//!
+//! The auth file (TOML) stores only SHA-256 hashes of tokens; a presented
+//! token is hashed and compared against every entry in constant time.
+//!
+//! ```toml
+//! [[token]]
+//! name = "planner"       # the agent's fixed name, or the trigger's `from`
+//! role = "agent"         # agent (MCP) | trigger (POST /v1/messages) | admin (both)
+//! sha256 = "…"           # `switchboard hash-token` prints it
+//! ```
+
+use std::{collections::HashSet, path::Path};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::registry::validate_name;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Agent,
+    Trigger,
+    Admin,
+}
+
+impl Role {
+    pub fn may_use_mcp(self) -> bool {
+        matches!(self, Role::Agent | Role::Admin)
+    }
+
+    pub fn may_trigger(self) -> bool {
+        matches!(self, Role::Trigger | Role::Admin)
+    }
+}
+
+/// The identity behind a valid token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFileError {
+    #[error("cannot read the auth file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the auth file {path} is not valid: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    #[serde(default)]
+    token: Vec<TokenEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    name: String,
+    role: Role,
+    sha256: String,
+}
+
+pub struct Authenticator {
+    entries: Vec<(Principal, [u8; 32])>,
+}
+
+/// The hex SHA-256 of a token, as the auth file stores it.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Authenticator {
+    pub fn load(path: &Path) -> Result<Self, AuthFileError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| AuthFileError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| AuthFileError::Invalid {
+            path: shown,
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: AuthFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let mut names = HashSet::new();
+        let mut entries = Vec::new();
+        for entry in file.token {
+            validate_name(&entry.name).map_err(|e| format!("token {}: {e}", entry.name))?;
+            if !names.insert(entry.name.to_ascii_lowercase()) {
+                return Err(format!("the name {} appears twice", entry.name));
+            }
+            let hash = parse_hex32(&entry.sha256).ok_or_else(|| {
+                format!(
+                    "token {}: sha256 must be 64 hex digits (see `switchboard hash-token`)",
+                    entry.name
+                )
+            })?;
+            entries.push((
+                Principal {
+                    name: entry.name,
+                    role: entry.role,
+                },
+                hash,
+            ));
+        }
+        if entries.is_empty() {
+            return Err("it lists no [[token]] entries".into());
+        }
+        Ok(Self { entries })
+    }
+
+    /// Names that only their token's holder may use.
+    pub fn agent_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries
+            .iter()
+            .filter(|(p, _)| p.role.may_use_mcp())
+            .map(|(p, _)| p.name.clone())
+    }
+
+    /// The principal a bearer token belongs to. Every entry is compared, in
+    /// constant time, so timing says nothing about which (if any) matched.
+    pub fn verify(&self, token: &str) -> Option<Principal> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (principal, hash) in &self.entries {
+            let diff = presented
+                .iter()
+                .zip(hash)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some(principal);
+            }
+        }
+        found.cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> String {
+        format!(
+            "[[token]]\nname = \"planner\"\nrole = \"agent\"\nsha256 = \"{}\"\n\
+             [[token]]\nname = \"ci\"\nrole = \"trigger\"\nsha256 = \"{}\"\n",
+            hash_token("secret-1"),
+            hash_token("secret-2")
+        )
+    }
+
+    #[test]
+    fn verifies_tokens_by_hash() {
+        let auth = Authenticator::parse(&file()).unwrap();
+        assert_eq!(
+            auth.verify("secret-1"),
+            Some(Principal {
+                name: "planner".into(),
+                role: Role::Agent
+            })
+        );
+        assert_eq!(auth.verify("secret-2").unwrap().role, Role::Trigger);
+        assert_eq!(auth.verify("secret-3"), None);
+        assert_eq!(auth.agent_names().collect::<Vec<_>>(), ["planner"]);
+    }
+
+    #[test]
+    fn bad_files_say_why() {
+        assert!(Authenticator::parse("").unwrap_err().contains("no [[token]]"));
+        let short = "[[token]]\nname = \"a\"\nrole = \"agent\"\nsha256 = \"abc\"\n";
+        assert!(Authenticator::parse(short).unwrap_err().contains("64 hex digits"));
+        let role = "[[token]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"abc\"\n";
+        assert!(Authenticator::parse(role).is_err());
+        let twice = file().replace("\"ci\"", "\"Planner\"");
+        assert!(Authenticator::parse(&twice).unwrap_err().contains("twice"));
+    }
+}

@@ -1,0 +1,164 @@
+//! The external trigger: `POST /v1/messages` drops a message into an agent's
+//! session through the same filter chain as agent messages (for CI, monitors,
+//! scripts); `GET /v1/agents` lists who is online.
+
+use std::sync::Arc;
+
+use axum::{
+    Extension, Json,
+    body::Bytes,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    auth::Principal,
+    bus::{Bus, SendError},
+    message::{RESERVED_META_KEYS, is_meta_key},
+    registry::LookupError,
+};
+
+pub const MAX_META_ENTRIES: usize = 16;
+pub const MAX_META_KEY_BYTES: usize = 64;
+pub const MAX_META_VALUE_BYTES: usize = 1024;
+/// `from` of triggers when the server runs without authentication.
+pub const ANONYMOUS_TRIGGER: &str = "webhook";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerMessage {
+    pub to: String,
+    pub content: String,
+    pub meta: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BodyError {
+    #[error("the body is not the JSON object {{\"to\", \"content\", \"meta\"?}}: {0}")]
+    Malformed(String),
+    #[error("meta key {0:?} is not allowed: keys must match ^[a-zA-Z_][a-zA-Z0-9_]*$")]
+    MetaKey(String),
+    #[error("meta key {0:?} is set by the server and cannot be supplied")]
+    ReservedKey(String),
+    #[error(
+        "meta is too large: at most {MAX_META_ENTRIES} entries, keys up to {MAX_META_KEY_BYTES} bytes, values up to {MAX_META_VALUE_BYTES} bytes"
+    )]
+    MetaTooLarge,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    to: String,
+    content: String,
+    #[serde(default)]
+    meta: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Parses and validates a trigger body. Caller meta that Claude Code would
+/// drop, or that would impersonate the server's keys, is refused, not dropped.
+pub fn parse_body(bytes: &[u8]) -> Result<TriggerMessage, BodyError> {
+    let body: Body =
+        serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    if body.meta.len() > MAX_META_ENTRIES {
+        return Err(BodyError::MetaTooLarge);
+    }
+    let mut meta = Vec::with_capacity(body.meta.len());
+    for (key, value) in body.meta {
+        if !is_meta_key(&key) {
+            return Err(BodyError::MetaKey(key.chars().take(64).collect()));
+        }
+        if RESERVED_META_KEYS.contains(&key.as_str()) {
+            return Err(BodyError::ReservedKey(key));
+        }
+        let serde_json::Value::String(value) = value else {
+            return Err(BodyError::Malformed(format!("meta value of {key} must be a string")));
+        };
+        if key.len() > MAX_META_KEY_BYTES || value.len() > MAX_META_VALUE_BYTES {
+            return Err(BodyError::MetaTooLarge);
+        }
+        meta.push((key, value));
+    }
+    Ok(TriggerMessage {
+        to: body.to,
+        content: body.content,
+        meta,
+    })
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+pub async fn post_message(
+    State(bus): State<Arc<Bus>>,
+    principal: Option<Extension<Principal>>,
+    body: Bytes,
+) -> Response {
+    let message = match parse_body(&body) {
+        Ok(message) => message,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let from = principal.map_or_else(|| ANONYMOUS_TRIGGER.to_owned(), |p| p.0.name);
+    match bus
+        .send_from_trigger(&from, &message.to, message.content, message.meta)
+        .await
+    {
+        Ok(receipt) => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "id": receipt.id,
+                "delivered_to": receipt.to,
+                "rewritten_by": receipt.rewritten_by,
+            })),
+        )
+            .into_response(),
+        Err(e) => {
+            let status = match &e {
+                SendError::Empty | SendError::NotAnAgent => StatusCode::BAD_REQUEST,
+                SendError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                SendError::Lookup(LookupError::Unknown { .. } | LookupError::Yourself(_)) => {
+                    StatusCode::NOT_FOUND
+                }
+                SendError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                SendError::QueueFull { .. } | SendError::WentOffline { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            error(status, e)
+        }
+    }
+}
+
+pub async fn list_agents(State(bus): State<Arc<Bus>>) -> Json<serde_json::Value> {
+    Json(json!({ "agents": bus.registry().roster("").agents }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_meta_instead_of_dropping_it() {
+        let ok = parse_body(br#"{"to":"a","content":"c","meta":{"build":"42"}}"#).unwrap();
+        assert_eq!(ok.meta, [("build".to_owned(), "42".to_owned())]);
+        assert_eq!(
+            parse_body(br#"{"to":"a","content":"c","meta":{"bad-key":"x"}}"#),
+            Err(BodyError::MetaKey("bad-key".into()))
+        );
+        for reserved in ["from", "to", "source", "kind"] {
+            let body = format!(r#"{{"to":"a","content":"c","meta":{{"{reserved}":"x"}}}}"#);
+            assert_eq!(
+                parse_body(body.as_bytes()),
+                Err(BodyError::ReservedKey(reserved.into()))
+            );
+        }
+        assert!(matches!(parse_body(b"{}"), Err(BodyError::Malformed(_))));
+        assert!(matches!(
+            parse_body(br#"{"to":"a","content":"c","extra":1}"#),
+            Err(BodyError::Malformed(_))
+        ));
+    }
+}
