@@ -14,7 +14,11 @@ use clap::Parser;
 )]
 pub struct Args {
     /// The server's MCP endpoint.
-    #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:3000/mcp")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_URL",
+        default_value = "http://127.0.0.1:3000/mcp"
+    )]
     pub url: String,
 
     /// Agents that connect and message each other (at least 2).

@@ -81,10 +81,6 @@ impl Endpoint {
         Ok(Self { http, url, timeout })
     }
 
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
     /// `GET /health`'s count of online agents.
     pub async fn online_agents(&self) -> Result<u64, ClientError> {
         #[derive(Deserialize)]
@@ -99,8 +95,8 @@ impl Endpoint {
             .bytes()
             .await
             .map_err(|source| ClientError::Http { what, source })?;
-        let health: Health =
-            serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { what, source })?;
+        let health: Health = serde_json::from_slice(&bytes)
+            .map_err(|source| ClientError::Decode { what, source })?;
         Ok(health.agents)
     }
 
@@ -112,11 +108,13 @@ impl Endpoint {
             .post(self.url.clone())
             .timeout(self.timeout)
             .header(reqwest::header::ACCEPT, POST_ACCEPT)
-            .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "switchboard-load", "version": env!("CARGO_PKG_VERSION")}
-            }}));
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "switchboard-load", "version": env!("CARGO_PKG_VERSION")}
+                }}),
+            );
         let response = send(what, request).await?;
         let id = response
             .headers()
@@ -222,9 +220,14 @@ impl Session {
         let result: WireToolResult<S> = answer(what, response).await?;
         Ok(ToolReply {
             is_error: result.is_error,
-            text: result.content.into_iter().next().unwrap_or(WireText {
-                text: String::new(),
-            }).text,
+            text: result
+                .content
+                .into_iter()
+                .next()
+                .unwrap_or(WireText {
+                    text: String::new(),
+                })
+                .text,
             structured: result.structured,
         })
     }
@@ -326,8 +329,8 @@ async fn answer<T: DeserializeOwned>(
             .bytes()
             .await
             .map_err(|source| ClientError::Http { what, source })?;
-        let reply: Reply<T> =
-            serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { what, source })?;
+        let reply: Reply<T> = serde_json::from_slice(&bytes)
+            .map_err(|source| ClientError::Decode { what, source })?;
         return reply
             .into_result(what)
             .unwrap_or(Err(ClientError::NoAnswer { what }));

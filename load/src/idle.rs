@@ -57,7 +57,10 @@ pub async fn run(args: &Args, count: u32) -> Result<IdleSummary, IdleError> {
         .pid
         .map(|pid| procstat::sample(Target::Pid(pid)))
         .transpose()?;
-    let held = args.pid.map(|pid| Monitor::start(Target::Pid(pid))).transpose()?;
+    let held = args
+        .pid
+        .map(|pid| Monitor::start(Target::Pid(pid)))
+        .transpose()?;
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;

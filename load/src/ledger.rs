@@ -192,7 +192,11 @@ impl Ledger {
     /// Latencies of the messages that arrived since the `from`-th arrival,
     /// for the progress line's last-second percentiles.
     pub fn latencies_since(&self, from: usize) -> Vec<u64> {
-        self.lock().latencies_us.get(from..).unwrap_or_default().to_vec()
+        self.lock()
+            .latencies_us
+            .get(from..)
+            .unwrap_or_default()
+            .to_vec()
     }
 
     pub fn close(&self) -> Closing {
@@ -244,17 +248,29 @@ mod tests {
         ledger.arrive(a, 1);
         ledger.settle(a.id, Outcome::Accepted, CALL);
         ledger.settle(b.id, Outcome::Accepted, CALL);
-        ledger.settle(c.id, Outcome::Rejected("agent-3 has 256 unread".into()), CALL);
+        ledger.settle(
+            c.id,
+            Outcome::Rejected("agent-3 has 256 unread".into()),
+            CALL,
+        );
         assert_eq!(ledger.counts().awaiting, 1, "b has not arrived");
         ledger.arrive(b, 1);
         ledger.arrive(b, 1);
         let closing = ledger.close();
         let counts = closing.counts;
         assert_eq!(
-            (counts.sent, counts.accepted, counts.rejected, counts.delivered),
+            (
+                counts.sent,
+                counts.accepted,
+                counts.rejected,
+                counts.delivered
+            ),
             (3, 2, 1, 2)
         );
-        assert_eq!((counts.duplicated, counts.misrouted, counts.awaiting), (1, 1, 0));
+        assert_eq!(
+            (counts.duplicated, counts.misrouted, counts.awaiting),
+            (1, 1, 0)
+        );
         assert_eq!(closing.rejections["agent-N has N unread"], 1);
         assert_eq!(closing.latencies_us.len(), 2);
     }
@@ -262,7 +278,14 @@ mod tests {
     #[test]
     fn an_unknown_id_is_foreign() {
         let ledger = Ledger::new();
-        ledger.arrive(Stamp { id: 7, sent_us: 0, to: 0 }, 0);
+        ledger.arrive(
+            Stamp {
+                id: 7,
+                sent_us: 0,
+                to: 0,
+            },
+            0,
+        );
         assert_eq!(ledger.counts().foreign, 1);
     }
 }

@@ -43,7 +43,12 @@ pub fn compose(stamp: Stamp, size: usize) -> String {
 pub fn parse(content: &str) -> Option<Stamp> {
     let mut fields = content.strip_prefix(MAGIC)?.split_ascii_whitespace();
     let mut field = |name: &str| -> Option<u64> {
-        fields.next()?.strip_prefix(name)?.strip_prefix('=')?.parse().ok()
+        fields
+            .next()?
+            .strip_prefix(name)?
+            .strip_prefix('=')?
+            .parse()
+            .ok()
     };
     Some(Stamp {
         id: field("id")?,
@@ -67,7 +72,11 @@ mod tests {
         for size in [0, 10, 64, 1024, 16 * 1024] {
             let content = compose(STAMP, size);
             assert_eq!(parse(&content), Some(STAMP));
-            assert!(content.len() == size || size < 64, "{size}: {}", content.len());
+            assert!(
+                content.len() == size || size < 64,
+                "{size}: {}",
+                content.len()
+            );
         }
     }
 
@@ -78,7 +87,11 @@ mod tests {
         let mut word = 0;
         for b in content.bytes() {
             digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
-            word = if b.is_ascii_alphanumeric() { word + 1 } else { 0 };
+            word = if b.is_ascii_alphanumeric() {
+                word + 1
+            } else {
+                0
+            };
             assert!(digits < 13 && word < 24);
         }
     }

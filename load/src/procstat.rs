@@ -90,7 +90,11 @@ pub fn sample(target: Target) -> Result<Sample, ProcError> {
     let ticks = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().skip(11).take(2))
-        .map(|fields| fields.filter_map(|f| f.parse::<u64>().ok()).collect::<Vec<_>>())
+        .map(|fields| {
+            fields
+                .filter_map(|f| f.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
         .filter(|fields| fields.len() == 2)
         .ok_or(ProcError::Missing {
             path,
@@ -121,6 +125,9 @@ mod tests {
     #[test]
     fn a_missing_process_is_a_clear_error() {
         let error = sample(Target::Pid(u32::MAX)).unwrap_err();
-        assert!(error.to_string().contains("is the process running"), "{error}");
+        assert!(
+            error.to_string().contains("is the process running"),
+            "{error}"
+        );
     }
 }

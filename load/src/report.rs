@@ -94,10 +94,16 @@ pub fn problems(counts: &Counts) -> Vec<String> {
         problems.push(format!("{} accepted messages were lost", counts.awaiting));
     }
     if counts.duplicated > 0 {
-        problems.push(format!("{} messages arrived more than once", counts.duplicated));
+        problems.push(format!(
+            "{} messages arrived more than once",
+            counts.duplicated
+        ));
     }
     if counts.misrouted > 0 {
-        problems.push(format!("{} messages reached the wrong agent", counts.misrouted));
+        problems.push(format!(
+            "{} messages reached the wrong agent",
+            counts.misrouted
+        ));
     }
     if counts.accepted == 0 {
         problems.push("the server accepted no message at all".into());
@@ -134,7 +140,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -142,7 +148,11 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn write_percentiles(f: &mut fmt::Formatter<'_>, label: &str, p: &Option<Percentiles>) -> fmt::Result {
+fn write_percentiles(
+    f: &mut fmt::Formatter<'_>,
+    label: &str,
+    p: &Option<Percentiles>,
+) -> fmt::Result {
     match p {
         Some(p) => writeln!(
             f,
@@ -267,7 +277,10 @@ mod tests {
     #[test]
     fn nearest_rank_percentiles() {
         let p = percentiles((1..=100).map(|ms| ms * 1000).collect()).unwrap();
-        assert_eq!((p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms), (50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms),
+            (50.0, 90.0, 99.0, 100.0)
+        );
         assert_eq!(percentiles(vec![7]).unwrap().p99_ms, 0.007);
         assert!(percentiles(Vec::new()).is_none());
     }

@@ -225,7 +225,10 @@ pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
         size: args.size,
     });
 
-    let server = args.pid.map(|pid| Monitor::start(Target::Pid(pid))).transpose()?;
+    let server = args
+        .pid
+        .map(|pid| Monitor::start(Target::Pid(pid)))
+        .transpose()?;
     // The tool's own use matters on a small machine: it competes with the server.
     let myself = Monitor::start(Target::Myself).ok();
     let started = Instant::now();

@@ -234,6 +234,8 @@ pub struct Session {
     pub id: String,
     next_id: std::sync::atomic::AtomicU64,
     pub initialize_result: Value,
+    /// Sent on every request, as Claude Code sends configured MCP headers.
+    headers: Vec<(String, String)>,
 }
 
 /// A session with its GET stream open: an agent.
@@ -282,14 +284,24 @@ impl Session {
             id,
             next_id: 1.into(),
             initialize_result,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         session.notify("notifications/initialized").await?;
         Ok(session)
     }
 
+    fn with_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        for (k, v) in &self.headers {
+            request = request.header(k, v);
+        }
+        request
+    }
+
     fn post(&self) -> reqwest::RequestBuilder {
-        self.http
-            .post(&self.url)
+        self.with_headers(self.http.post(&self.url))
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .header("mcp-session-id", &self.id)
@@ -357,8 +369,7 @@ impl Session {
         last_event_id: Option<&str>,
     ) -> Result<(mpsc::UnboundedReceiver<Event>, tokio::task::JoinHandle<()>)> {
         let mut request = self
-            .http
-            .get(&self.url)
+            .with_headers(self.http.get(&self.url))
             .header("accept", "text/event-stream")
             .header("mcp-session-id", &self.id)
             .header("mcp-protocol-version", PROTOCOL);
@@ -399,6 +410,11 @@ impl Session {
 impl Agent {
     pub async fn connect(url: &str) -> Result<Agent> {
         Session::open(url).await?.into_agent().await
+    }
+
+    /// Connects sending `headers` on every request (`X-Agent-Name`, `Authorization`).
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Agent> {
+        Session::open_with(url, headers).await?.into_agent().await
     }
 
     pub async fn call(&self, tool: &str, arguments: Value) -> Result<ToolResult> {
