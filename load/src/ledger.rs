@@ -254,7 +254,8 @@ mod tests {
             CALL,
         );
         assert_eq!(ledger.counts().awaiting, 1, "b has not arrived");
-        ledger.arrive(b, 1);
+        ledger.arrive(b, 2);
+        // A second copy, at the wrong agent.
         ledger.arrive(b, 1);
         let closing = ledger.close();
         let counts = closing.counts;

@@ -154,10 +154,6 @@ impl Outbox {
         self.wake.notify_waiters();
     }
 
-    pub fn pending(&self) -> usize {
-        self.lock().pending.len()
-    }
-
     /// Next message for the stream of `generation`; `None` once superseded.
     async fn next(&self, generation: Generation) -> Option<ServerSseMessage> {
         loop {

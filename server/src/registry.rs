@@ -308,15 +308,6 @@ impl Registry {
             .is_some_and(|e| e.attached.is_some())
     }
 
-    /// Sessions known to the registry whose stream is closed, with how long.
-    pub fn detached_sessions(&self) -> Vec<(String, Duration)> {
-        self.lock()
-            .sessions
-            .iter()
-            .filter_map(|(id, e)| e.detached_at.map(|at| (id.clone(), at.elapsed())))
-            .collect()
-    }
-
     /// Renames the caller's agent. Returns the old name.
     pub fn rename(&self, session: &str, new: &str) -> Result<String, NameError> {
         validate_name(new)?;

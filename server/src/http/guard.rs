@@ -48,6 +48,22 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
+/// A page served from this machine itself is no rebinding attack: the
+/// attacker's page carries its own (foreign) origin.
+fn is_loopback_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.split(':').next().unwrap_or_default(),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -58,7 +74,7 @@ impl Guard {
             return Ok(());
         };
         let origin = origin.to_str().unwrap_or_default();
-        if self.allowed_origins.iter().any(|allowed| allowed == origin) {
+        if is_loopback_origin(origin) || self.allowed_origins.iter().any(|allowed| allowed == origin) {
             return Ok(());
         }
         Err(refuse(
@@ -183,4 +199,19 @@ async fn trigger(guard: &Guard, mut request: Request, next: Next, sends: bool) -
 pub async fn api(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let sends = request.method() == Method::POST;
     trigger(&guard, request, next, sends).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_origin;
+
+    #[test]
+    fn loopback_origins_are_recognised() {
+        for ok in ["http://localhost:6274", "http://127.0.0.1", "https://[::1]:3000", "http://localhost"] {
+            assert!(is_loopback_origin(ok), "{ok}");
+        }
+        for bad in ["http://evil.example", "http://localhost.evil.example", "null", "http://127.0.0.1.nip.io"] {
+            assert!(!is_loopback_origin(bad), "{bad}");
+        }
+    }
 }
