@@ -7,8 +7,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::{
     bus::Bus,
-    chain::{ChainError, ChainOptions, ChainStage},
+    chain::{ChainError, ChainOptions, ChainStage, store::KvStore},
     auth::Authenticator,
+    cluster::{
+        Cluster, LocalCluster,
+        redis::{ConnectError, RedisCluster, RedisOptions},
+    },
     cli::{LogFormat, ServeArgs},
     filter::FilterStage,
     http,
@@ -16,6 +20,10 @@ use crate::{
     mcp::{self, McpOptions, identity::Identities, session_store::SessionFile},
     registry::Registry,
 };
+
+/// How long a sender waits for another replica to confirm a delivery, beyond
+/// the recipient's reconnect grace.
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -33,6 +41,8 @@ pub enum StartError {
     Store(#[from] mcp::session_store::StoreError),
     #[error(transparent)]
     Bind(#[from] http::BindError),
+    #[error(transparent)]
+    Redis(#[from] ConnectError),
     #[error("the server stopped: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -80,6 +90,29 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         .or_else(default_state_dir)
         .ok_or(StartError::NoStateDir)?;
     let store = Arc::new(SessionFile::open(&state_dir, addr.port())?);
+    store.spawn_writer();
+
+    let grace = Duration::from_millis(cli.reconnect_grace_ms);
+    let redis = match &cli.redis {
+        Some(url) => Some(
+            RedisCluster::connect(RedisOptions {
+                url: url.clone(),
+                replica: cli
+                    .replica_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{:08x}", fastrand::u32(..))),
+                lease: Duration::from_millis(cli.lease_ms),
+                // The owning replica may wait out a recipient's reconnect first.
+                route_timeout: grace + ROUTE_TIMEOUT,
+            })
+            .await?,
+        ),
+        None => None,
+    };
+    let (cluster, kv): (Arc<dyn Cluster>, Option<Arc<dyn KvStore>>) = match &redis {
+        Some(redis) => (redis.clone(), Some(Arc::new(redis.store()))),
+        None => (Arc::new(LocalCluster::default()), None),
+    };
 
     let options = ChainOptions {
         plugins_dir: cli.plugins.clone(),
@@ -87,14 +120,14 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         max_content_bytes: cli.max_message_bytes,
     };
     // Loading compiles components (up to seconds) and may run cargo (minutes).
-    let chain = tokio::task::spawn_blocking(move || ChainStage::open(options))
-        .await
-        .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
+    let chain = tokio::task::spawn_blocking(move || match kv {
+        Some(kv) => ChainStage::open_with_store(options, kv),
+        None => ChainStage::open(options),
+    })
+    .await
+    .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
     let filters: Arc<dyn FilterStage> = Arc::new(chain.watch()?);
-    let registry = Arc::new(Registry::new(
-        cli.queue_depth,
-        Duration::from_millis(cli.reconnect_grace_ms),
-    ));
+    let registry = Arc::new(Registry::with_cluster(cli.queue_depth, grace, cluster));
     if let Some(auth) = &auth {
         registry.reserve(auth.agent_names());
     }
@@ -102,6 +135,9 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     let identities = Arc::new(Identities::default());
 
     let shutdown = CancellationToken::new();
+    let leases = redis
+        .as_ref()
+        .map(|redis| redis.start(Arc::downgrade(bus.registry()), shutdown.clone()));
     // Room for the largest message plus JSON escaping and envelope.
     let max_body_bytes = cli.max_message_bytes * 2 + 64 * 1024;
     let (mcp, sessions) = mcp::service(
@@ -129,9 +165,15 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     tracing::info!(
         url = %format!("http://{addr}/mcp"),
         sessions = %store.path().display(),
+        replica = redis.as_ref().map(|r| r.replica()),
         "switchboard listening"
     );
     http::serve(listener, app, shutdown).await?;
+    store.flush().await;
+    if let Some(leases) = leases {
+        // Releasing this replica's names is a courtesy; the leases lapse anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(2), leases).await;
+    }
     tracing::info!("switchboard stopped");
     Ok(())
 }

@@ -6,14 +6,15 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
+    cluster::RouteError,
     delivery::PushError,
     filter::{Decision, FilterStage},
     message::Message,
-    registry::{LookupError, Registry},
+    registry::{LookupError, Recipient, Registry},
 };
 
 pub const AGENT_MESSAGE_KIND: &str = "agent-message";
@@ -41,6 +42,8 @@ pub enum SendError {
     QueueFull { to: String, waiting: usize },
     #[error("{to} went offline before the message could be handed over; it was not delivered")]
     WentOffline { to: String },
+    #[error(transparent)]
+    Route(RouteError),
 }
 
 /// What the sender is told about a delivered message.
@@ -101,7 +104,7 @@ impl Bus {
             .registry
             .name_of(sender_session)
             .ok_or(SendError::NotAnAgent)?;
-        let recipient = self.registry.recipient(Some(sender_session), to);
+        let recipient = self.registry.recipient(Some(sender_session), to).await;
         self.deliver(sender, recipient, content, Vec::new(), AGENT_MESSAGE_KIND)
             .await
     }
@@ -114,7 +117,7 @@ impl Bus {
         content: String,
         meta: Vec<(String, String)>,
     ) -> Result<Receipt, SendError> {
-        let recipient = self.registry.recipient(None, to);
+        let recipient = self.registry.recipient(None, to).await;
         self.deliver(from.to_owned(), recipient, content, meta, WEBHOOK_KIND)
             .await
     }
@@ -122,7 +125,7 @@ impl Bus {
     async fn deliver(
         &self,
         sender: String,
-        recipient: Result<crate::registry::Recipient, LookupError>,
+        recipient: Result<Recipient, LookupError>,
         content: String,
         meta: Vec<(String, String)>,
         kind: &str,
@@ -145,7 +148,7 @@ impl Bus {
         let message = Message {
             id: id.clone(),
             sender,
-            recipient: recipient.name.clone(),
+            recipient: recipient.name().to_owned(),
             content,
             meta,
             sent_at_ms: now_ms(),
@@ -166,24 +169,19 @@ impl Bus {
             });
         }
         let notification = message.to_notification(kind);
-        let to = recipient.name;
-        let pushed = match recipient.outbox.push(notification.clone()) {
-            Err(PushError::Offline) => {
-                // The recipient's stream dropped moments ago; Claude Code
-                // re-opens it within a second, so wait out the grace period.
-                let wait = recipient
-                    .reconnecting_until
-                    .map(|until| until.saturating_duration_since(Instant::now()))
-                    .unwrap_or_default();
-                if recipient.outbox.wait_attached(wait).await {
-                    recipient.outbox.push(notification)
-                } else {
-                    Err(PushError::Offline)
+        let to = recipient.name().to_owned();
+        let handed_over = match &recipient {
+            Recipient::Local(agent) => agent.hand_over(notification).await,
+            // The chain ran here; the owning replica only queues the result.
+            Recipient::Remote(remote) => {
+                match self.registry.cluster().deliver(remote, &notification).await {
+                    Ok(()) => Ok(()),
+                    Err(RouteError::Refused(refusal)) => Err(refusal),
+                    Err(error) => return Err(SendError::Route(error)),
                 }
             }
-            other => other,
         };
-        match pushed {
+        match handed_over {
             Ok(()) => Ok(Receipt {
                 id,
                 to,

@@ -83,6 +83,21 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10_000)]
     pub max_sessions: usize,
 
+    /// Run as one replica of a cluster sharing this Redis (`redis://HOST:PORT`):
+    /// names, presence, delivery and filter state become cluster-wide. Off by
+    /// default: one process, all in memory.
+    #[arg(long, env = "SWITCHBOARD_REDIS")]
+    pub redis: Option<String>,
+
+    /// This replica's id in the cluster (default: random at each start).
+    #[arg(long)]
+    pub replica_id: Option<String>,
+
+    /// With --redis: how long a replica's agents stay listed after it stops
+    /// renewing them (it renews every third of this).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(300..))]
+    pub lease_ms: u64,
+
     /// Log format on stdout; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -102,6 +102,10 @@ impl Outbox {
         Ok(())
     }
 
+    pub fn is_attached(&self) -> bool {
+        *self.attached.borrow()
+    }
+
     /// Waits until a stream is attached, up to `timeout`.
     pub async fn wait_attached(&self, timeout: Duration) -> bool {
         let mut attached = self.attached.subscribe();

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bus;
 pub mod chain;
 pub mod cli;
+pub mod cluster;
 pub mod delivery;
 pub mod filter;
 pub mod http;

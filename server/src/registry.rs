@@ -1,11 +1,13 @@
-//! The agent registry: which sessions are agents, under which names.
+//! The agent registry: this replica's sessions that are agents, under which
+//! names, with their outboxes.
 //!
 //! A session becomes an agent when it attaches its stream and stops being one
 //! when the stream ends. Names are `agent-N` in order of registration (N never
-//! reused while the server runs) until the agent claims another; names are
-//! unique among online agents, ignoring case. An agent whose stream dropped
-//! keeps its name for a short grace period so a reconnect finds it intact and
-//! messages to it wait instead of failing.
+//! reused) until the agent claims another; names are unique among online
+//! agents, ignoring case. An agent whose stream dropped keeps its name for a
+//! short grace period so a reconnect finds it intact and messages to it wait
+//! instead of failing. Names, numbers and agents on other replicas come from
+//! the [`Cluster`]; the table here is what this replica holds.
 
 use std::{
     collections::HashMap,
@@ -13,7 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::delivery::{Generation, Outbox, OutboxStream};
+use rmcp::model::ServerJsonRpcMessage;
+
+use crate::{
+    cluster::{Cluster, ClusterError, LocalCluster, Remote, Sequence},
+    delivery::{Generation, Outbox, OutboxStream, PushError},
+};
 
 pub const MAX_NAME_LEN: usize = 32;
 
@@ -31,6 +38,8 @@ pub enum NameError {
     NotAnAgent,
     #[error("your name \"{0}\" is fixed by your access token and cannot be changed")]
     Fixed(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,6 +48,16 @@ pub enum LookupError {
     Unknown { name: String, online: Vec<String> },
     #[error("\"{0}\" is you; send-message delivers to another agent")]
     Yourself(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AttachError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("the session was closed while its stream was opening; start a new session")]
+    Closed,
 }
 
 fn online_list(online: &[String]) -> String {
@@ -72,13 +91,61 @@ pub struct Roster {
     pub note: Option<String>,
 }
 
-/// Where a message for an agent goes.
+/// An agent of this replica, as a sender finds it.
 #[derive(Clone)]
-pub struct Recipient {
+pub struct LocalAgent {
     pub name: String,
     pub outbox: Arc<Outbox>,
     /// Set when the agent's stream dropped moments ago and may come back.
     pub reconnecting_until: Option<Instant>,
+}
+
+impl LocalAgent {
+    /// Queues `notification` on the agent's stream; if the stream dropped
+    /// moments ago, waits out the grace period for it to come back (Claude
+    /// Code re-opens within a second).
+    pub async fn hand_over(&self, notification: ServerJsonRpcMessage) -> Result<(), PushError> {
+        match self.outbox.push(notification.clone()) {
+            Err(PushError::Offline) => {
+                let wait = self
+                    .reconnecting_until
+                    .map(|until| until.saturating_duration_since(Instant::now()))
+                    .unwrap_or_default();
+                if self.outbox.wait_attached(wait).await {
+                    self.outbox.push(notification)
+                } else {
+                    Err(PushError::Offline)
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Where a message for an agent goes.
+#[derive(Clone)]
+pub enum Recipient {
+    Local(LocalAgent),
+    Remote(Remote),
+}
+
+impl Recipient {
+    pub fn name(&self) -> &str {
+        match self {
+            Recipient::Local(agent) => &agent.name,
+            Recipient::Remote(remote) => &remote.name,
+        }
+    }
+}
+
+/// An agent this replica holds a name for, as the cluster should see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub session: String,
+    pub name: String,
+    pub order: u64,
+    /// Its stream is open (not just within the reconnect grace).
+    pub online: bool,
 }
 
 /// The names a session asks for when it attaches, strongest first.
@@ -104,7 +171,7 @@ struct Entry {
     name: Option<String>,
     fixed: bool,
     note: Option<String>,
-    /// Registration order, for listing.
+    /// Registration order, for listing; 0 until first attached.
     order: u64,
     outbox: Arc<Outbox>,
     attached: Option<Generation>,
@@ -113,8 +180,6 @@ struct Entry {
 
 #[derive(Default)]
 struct State {
-    next_number: u64,
-    next_order: u64,
     reserved: std::collections::HashSet<String>,
     sessions: HashMap<String, Entry>,
     /// Lower-cased name -> session id, for agents online or within grace.
@@ -125,6 +190,7 @@ pub struct Registry {
     state: Mutex<State>,
     queue_depth: usize,
     grace: Duration,
+    cluster: Arc<dyn Cluster>,
 }
 
 impl State {
@@ -136,20 +202,24 @@ impl State {
         live.then_some(session)
     }
 
-    /// Takes `name` for `session` if no other live agent holds it and it is
-    /// not reserved for someone else (`owner` is the session's fixed name).
-    fn claim(&mut self, session: &str, name: &str, owner: Option<&str>, grace: Duration) -> bool {
+    /// Whether `session` may take `name`: no other live agent here holds it
+    /// and it is not reserved for someone else (`owner` is the session's fixed name).
+    fn may_claim(&self, session: &str, name: &str, owner: Option<&str>, grace: Duration) -> bool {
         let key = name.to_ascii_lowercase();
         if self.reserved.contains(&key) && !owner.is_some_and(|o| o.eq_ignore_ascii_case(name)) {
             return false;
         }
-        match self.holder_in_grace(&key, grace) {
-            Some(holder) if holder != session => false,
-            _ => {
-                self.names.insert(key, session.to_owned());
-                true
-            }
+        self.holder_in_grace(&key, grace)
+            .is_none_or(|holder| holder == session)
+    }
+
+    fn claim(&mut self, session: &str, name: &str, owner: Option<&str>, grace: Duration) -> bool {
+        let ok = self.may_claim(session, name, owner, grace);
+        if ok {
+            self.names
+                .insert(name.to_ascii_lowercase(), session.to_owned());
         }
+        ok
     }
 
     fn release(&mut self, session: &str, name: &str) {
@@ -158,25 +228,25 @@ impl State {
             self.names.remove(&key);
         }
     }
-
-    fn next_free_number_name(&mut self, session: &str, grace: Duration) -> String {
-        loop {
-            self.next_number += 1;
-            let name = format!("agent-{}", self.next_number);
-            if self.claim(session, &name, None, grace) {
-                return name;
-            }
-        }
-    }
 }
 
 impl Registry {
+    /// A registry that is the whole cluster.
     pub fn new(queue_depth: usize, grace: Duration) -> Self {
+        Self::with_cluster(queue_depth, grace, Arc::new(LocalCluster::default()))
+    }
+
+    pub fn with_cluster(queue_depth: usize, grace: Duration, cluster: Arc<dyn Cluster>) -> Self {
         Self {
             state: Mutex::new(State::default()),
             queue_depth,
             grace,
+            cluster,
         }
+    }
+
+    pub fn cluster(&self) -> &Arc<dyn Cluster> {
+        &self.cluster
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -194,87 +264,143 @@ impl Registry {
             .extend(names.into_iter().map(|n| n.to_ascii_lowercase()));
     }
 
+    /// Takes `name` here and in the cluster. The local check first spares a
+    /// round trip for names taken on this replica; the local claim after the
+    /// cluster's settles a race between two sessions of this replica.
+    async fn take(
+        &self,
+        session: &str,
+        name: &str,
+        owner: Option<&str>,
+        order: u64,
+    ) -> Result<bool, ClusterError> {
+        if !self.lock().may_claim(session, name, owner, self.grace) {
+            return Ok(false);
+        }
+        if !self.cluster.claim(session, name, order).await? {
+            return Ok(false);
+        }
+        if self.lock().claim(session, name, owner, self.grace) {
+            return Ok(true);
+        }
+        self.cluster.release(session, name).await;
+        Ok(false)
+    }
+
+    /// The strongest name of `claim` (or the session's current one) that it
+    /// can take, and why it did not get the one it asked for.
+    async fn pick_name(
+        &self,
+        session: &str,
+        claim: &Claim,
+        current: Option<String>,
+        order: u64,
+    ) -> Result<(Option<String>, Option<String>), ClusterError> {
+        if let Some(wanted) = &claim.fixed {
+            if self.take(session, wanted, Some(wanted), order).await? {
+                return Ok((Some(wanted.clone()), None));
+            }
+            let note = format!("the name \"{wanted}\" of your token is in use by another session");
+            return Ok((None, Some(note)));
+        }
+        if let Some(current) = current
+            && self.take(session, &current, None, order).await?
+        {
+            return Ok((Some(current), None));
+        }
+        let mut note = None;
+        if let Some(declared) = &claim.declared {
+            match validate_name(declared) {
+                Err(error) => note = Some(format!("the declared {error}")),
+                Ok(()) if self.take(session, declared, None, order).await? => {
+                    return Ok((Some(declared.clone()), None));
+                }
+                Ok(()) => {
+                    note = Some(format!(
+                        "the name \"{declared}\" you declared (X-Agent-Name) is held by another online agent"
+                    ));
+                }
+            }
+        }
+        if let Some(remembered) = claim
+            .remembered
+            .as_ref()
+            .filter(|n| validate_name(n).is_ok())
+            && self.take(session, remembered, None, order).await?
+        {
+            return Ok((Some(remembered.clone()), note));
+        }
+        Ok((None, note))
+    }
+
     /// The session opened its stream: it is (again) an agent. `claim` says
     /// which name it asks for; the outcome says which it got and, when that is
     /// not the one it asked for, why.
-    pub fn attach(&self, session: &str, claim: &Claim, resume_after: Option<u64>) -> Attached {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let queue_depth = self.queue_depth;
-        let entry = state
-            .sessions
-            .entry(session.to_owned())
-            .or_insert_with(|| Entry {
-                name: None,
-                fixed: false,
-                order: 0,
-                outbox: Outbox::new(queue_depth),
-                attached: None,
-                detached_at: None,
-                note: None,
-            });
-        let current = entry.name.clone();
-        let outbox = entry.outbox.clone();
-        let fixed = claim.fixed.is_some();
-        let mut note = None;
-        let mut name = None;
-        if let Some(wanted) = &claim.fixed {
-            if state.claim(session, wanted, Some(wanted), self.grace) {
-                name = Some(wanted.clone());
-            } else {
-                note = Some(format!(
-                    "the name \"{wanted}\" of your token is in use by another session"
-                ));
-            }
-        } else {
-            if let Some(current) = current.filter(|c| state.claim(session, c, None, self.grace)) {
-                name = Some(current);
-            }
-            if name.is_none()
-                && let Some(declared) = &claim.declared
-            {
-                match validate_name(declared) {
-                    Err(error) => note = Some(format!("the declared {error}")),
-                    Ok(()) if state.claim(session, declared, None, self.grace) => {
-                        name = Some(declared.clone());
-                    }
-                    Ok(()) => {
-                        note = Some(format!(
-                            "the name \"{declared}\" you declared (X-Agent-Name) is held by another online agent"
-                        ));
-                    }
-                }
-            }
-            if name.is_none()
-                && let Some(remembered) = claim
-                    .remembered
-                    .as_ref()
-                    .filter(|n| validate_name(n).is_ok())
-                && state.claim(session, remembered, None, self.grace)
-            {
-                name = Some(remembered.clone());
-            }
-        }
-        let name = match name {
-            Some(name) => name,
-            None => state.next_free_number_name(session, self.grace),
+    pub async fn attach(
+        &self,
+        session: &str,
+        claim: &Claim,
+        resume_after: Option<u64>,
+    ) -> Result<Attached, AttachError> {
+        let (current, order) = {
+            let mut state = self.lock();
+            let queue_depth = self.queue_depth;
+            let entry = state
+                .sessions
+                .entry(session.to_owned())
+                .or_insert_with(|| Entry {
+                    name: None,
+                    fixed: false,
+                    order: 0,
+                    outbox: Outbox::new(queue_depth),
+                    attached: None,
+                    detached_at: None,
+                    note: None,
+                });
+            (entry.name.clone(), entry.order)
         };
-        let order = match state.sessions[session].order {
-            0 => {
-                state.next_order += 1;
-                state.next_order
-            }
+        let order = match order {
+            0 => self.cluster.next(Sequence::Order).await?,
             order => order,
         };
-        let (generation, stream) = outbox.attach(resume_after);
-        let entry = state.sessions.get_mut(session).expect("inserted above");
-        entry.name = Some(name.clone());
-        entry.fixed = fixed && note.is_none();
-        entry.order = order;
-        entry.attached = Some(generation);
-        entry.detached_at = None;
-        entry.note.clone_from(&note);
-        Attached { name, note, stream }
+        let (name, note) = self.pick_name(session, claim, current, order).await?;
+        let name = match name {
+            Some(name) => name,
+            None => loop {
+                let number = self.cluster.next(Sequence::AgentNumber).await?;
+                let name = format!("agent-{number}");
+                if self.take(session, &name, None, order).await? {
+                    break name;
+                }
+            },
+        };
+        let stream = {
+            let mut state = self.lock();
+            match state.sessions.get_mut(session) {
+                Some(entry) => {
+                    let (generation, stream) = entry.outbox.attach(resume_after);
+                    entry.name = Some(name.clone());
+                    entry.fixed = claim.fixed.is_some() && note.is_none();
+                    entry.order = order;
+                    entry.attached = Some(generation);
+                    entry.detached_at = None;
+                    entry.note.clone_from(&note);
+                    Some(stream)
+                }
+                None => {
+                    state.release(session, &name);
+                    None
+                }
+            }
+        };
+        let Some(stream) = stream else {
+            self.cluster.release(session, &name).await;
+            return Err(AttachError::Closed);
+        };
+        // A lease renewal that read the table before this attach may have
+        // marked the agent offline; the next one follows at once.
+        self.cluster.presence_changed();
+        Ok(Attached { name, note, stream })
     }
 
     /// The stream of `generation` ended; a newer stream of the same session
@@ -287,17 +413,26 @@ impl Registry {
             entry.attached = None;
             entry.detached_at = Some(Instant::now());
             entry.outbox.detach(generation);
+            drop(state);
+            self.cluster.presence_changed();
         }
     }
 
     /// The session is gone for good.
-    pub fn forget(&self, session: &str) {
-        let mut state = self.lock();
-        if let Some(entry) = state.sessions.remove(session) {
+    pub async fn forget(&self, session: &str) {
+        let name = {
+            let mut state = self.lock();
+            let Some(entry) = state.sessions.remove(session) else {
+                return;
+            };
             entry.outbox.close();
-            if let Some(name) = entry.name {
-                state.release(session, &name);
+            if let Some(name) = &entry.name {
+                state.release(session, name);
             }
+            entry.name
+        };
+        if let Some(name) = name {
+            self.cluster.release(session, &name).await;
         }
     }
 
@@ -309,10 +444,9 @@ impl Registry {
     }
 
     /// Renames the caller's agent. Returns the old name.
-    pub fn rename(&self, session: &str, new: &str) -> Result<String, NameError> {
+    pub async fn rename(&self, session: &str, new: &str) -> Result<String, NameError> {
         validate_name(new)?;
-        let mut state = self.lock();
-        let old = match state.sessions.get(session) {
+        let (old, order) = match self.lock().sessions.get(session) {
             Some(Entry {
                 name: Some(name),
                 attached: Some(_),
@@ -322,19 +456,27 @@ impl Registry {
             Some(Entry {
                 name: Some(name),
                 attached: Some(_),
+                order,
                 ..
-            }) => name.clone(),
+            }) => (name.clone(), *order),
             _ => return Err(NameError::NotAnAgent),
         };
-        if !state.claim(session, new, None, self.grace) {
+        if !self.take(session, new, None, order).await? {
             return Err(NameError::Taken(new.to_owned()));
         }
-        if !old.eq_ignore_ascii_case(new) {
-            state.release(session, &old);
+        let same_key = old.eq_ignore_ascii_case(new);
+        {
+            let mut state = self.lock();
+            if !same_key {
+                state.release(session, &old);
+            }
+            if let Some(entry) = state.sessions.get_mut(session) {
+                entry.name = Some(new.to_owned());
+                entry.note = None;
+            }
         }
-        if let Some(entry) = state.sessions.get_mut(session) {
-            entry.name = Some(new.to_owned());
-            entry.note = None;
+        if !same_key {
+            self.cluster.release(session, &old).await;
         }
         Ok(old)
     }
@@ -346,23 +488,37 @@ impl Registry {
         entry.attached.and(entry.name.clone())
     }
 
-    pub fn roster(&self, session: &str) -> Roster {
-        let state = self.lock();
-        let mut online: Vec<(u64, &String)> = state
-            .sessions
-            .values()
-            .filter(|e| e.attached.is_some())
-            .filter_map(|e| e.name.as_ref().map(|n| (e.order, n)))
-            .collect();
+    /// Online agents here and on other replicas. If the cluster cannot be
+    /// asked, the agents of this replica are still listed.
+    pub async fn roster(&self, session: &str) -> Roster {
+        let (mut online, you, note) = {
+            let state = self.lock();
+            let online: Vec<(u64, String)> = state
+                .sessions
+                .values()
+                .filter(|e| e.attached.is_some())
+                .filter_map(|e| e.name.clone().map(|n| (e.order, n)))
+                .collect();
+            let caller = state.sessions.get(session).filter(|e| e.attached.is_some());
+            (
+                online,
+                caller.and_then(|e| e.name.clone()),
+                caller.and_then(|e| e.note.clone()),
+            )
+        };
+        match self.cluster.elsewhere().await {
+            Ok(elsewhere) => online.extend(elsewhere),
+            Err(error) => tracing::warn!(%error, "listing only this replica's agents"),
+        }
         online.sort();
-        let caller = state.sessions.get(session).filter(|e| e.attached.is_some());
         Roster {
-            agents: online.into_iter().map(|(_, n)| n.clone()).collect(),
-            you: caller.and_then(|e| e.name.clone()),
-            note: caller.and_then(|e| e.note.clone()),
+            agents: online.into_iter().map(|(_, n)| n).collect(),
+            you,
+            note,
         }
     }
 
+    /// Agents on this replica's stream, for the `/health` count and `--max-agents`.
     pub fn online_count(&self) -> usize {
         self.lock()
             .sessions
@@ -371,9 +527,43 @@ impl Registry {
             .count()
     }
 
+    /// Names this replica holds (online or within grace), for the cluster's leases.
+    pub fn held(&self) -> Vec<Held> {
+        let state = self.lock();
+        state
+            .names
+            .keys()
+            .filter_map(|key| {
+                let session = state.holder_in_grace(key, self.grace)?;
+                let entry = state.sessions.get(session)?;
+                Some(Held {
+                    session: session.clone(),
+                    name: entry.name.clone()?,
+                    order: entry.order,
+                    online: entry.attached.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    /// The agent of this replica held by `session`, for a message routed here.
+    pub fn local_agent(&self, session: &str) -> Option<LocalAgent> {
+        let state = self.lock();
+        let entry = state.sessions.get(session)?;
+        let name = entry.name.clone()?;
+        let key = name.to_ascii_lowercase();
+        (state.holder_in_grace(&key, self.grace) == Some(&session.to_owned())).then(|| {
+            LocalAgent {
+                name,
+                outbox: entry.outbox.clone(),
+                reconnecting_until: entry.detached_at.map(|at| at + self.grace),
+            }
+        })
+    }
+
     /// Finds the agent a message from `sender_session` (`None`: from outside
-    /// the bus) to `name` goes to.
-    pub fn recipient(
+    /// the bus) to `name` goes to: on this replica, or on another.
+    pub async fn recipient(
         &self,
         sender_session: Option<&str>,
         name: &str,
@@ -387,7 +577,7 @@ impl Registry {
                 .map(|(session, entry)| {
                     (
                         session,
-                        Recipient {
+                        LocalAgent {
                             name: entry.name.clone().unwrap_or_default(),
                             outbox: entry.outbox.clone(),
                             reconnecting_until: entry.detached_at.map(|at| at + self.grace),
@@ -396,14 +586,17 @@ impl Registry {
                 })
         };
         match found {
-            Some((session, recipient)) if Some(session.as_str()) == sender_session => {
-                Err(LookupError::Yourself(recipient.name))
+            Some((session, agent)) if Some(session.as_str()) == sender_session => {
+                Err(LookupError::Yourself(agent.name))
             }
-            Some((_, recipient)) => Ok(recipient),
-            None => Err(LookupError::Unknown {
-                name: name.chars().take(64).collect(),
-                online: self.roster(sender_session.unwrap_or_default()).agents,
-            }),
+            Some((_, agent)) => Ok(Recipient::Local(agent)),
+            None => match self.cluster.locate(name).await? {
+                Some(remote) => Ok(Recipient::Remote(remote)),
+                None => Err(LookupError::Unknown {
+                    name: name.chars().take(64).collect(),
+                    online: self.roster(sender_session.unwrap_or_default()).await.agents,
+                }),
+            },
         }
     }
 }
@@ -416,105 +609,125 @@ mod tests {
         Registry::new(8, Duration::from_millis(200))
     }
 
-    #[test]
-    fn numbers_in_registration_order_never_reused() {
-        let r = registry();
-        assert_eq!(r.attach("s1", &Claim::default(), None).name, "agent-1");
-        assert_eq!(r.attach("s2", &Claim::default(), None).name, "agent-2");
-        r.forget("s1");
-        assert_eq!(r.attach("s3", &Claim::default(), None).name, "agent-3");
-        assert_eq!(r.roster("s2").agents, ["agent-2", "agent-3"]);
-        assert_eq!(r.roster("s2").you.as_deref(), Some("agent-2"));
+    async fn attach(r: &Registry, session: &str, claim: &Claim) -> Attached {
+        r.attach(session, claim, None).await.expect("local attach")
     }
 
-    #[test]
-    fn rename_rules() {
+    #[tokio::test]
+    async fn numbers_in_registration_order_never_reused() {
         let r = registry();
-        r.attach("s1", &Claim::default(), None);
-        r.attach("s2", &Claim::default(), None);
-        assert_eq!(r.rename("s1", "coder"), Ok("agent-1".into()));
+        assert_eq!(attach(&r, "s1", &Claim::default()).await.name, "agent-1");
+        assert_eq!(attach(&r, "s2", &Claim::default()).await.name, "agent-2");
+        r.forget("s1").await;
+        assert_eq!(attach(&r, "s3", &Claim::default()).await.name, "agent-3");
+        assert_eq!(r.roster("s2").await.agents, ["agent-2", "agent-3"]);
+        assert_eq!(r.roster("s2").await.you.as_deref(), Some("agent-2"));
+    }
+
+    #[tokio::test]
+    async fn rename_rules() {
+        let r = registry();
+        attach(&r, "s1", &Claim::default()).await;
+        attach(&r, "s2", &Claim::default()).await;
+        assert_eq!(r.rename("s1", "coder").await, Ok("agent-1".into()));
         assert_eq!(
-            r.rename("s2", "CODER"),
+            r.rename("s2", "CODER").await,
             Err(NameError::Taken("CODER".into()))
         );
         assert!(matches!(
-            r.rename("s2", "bad name"),
+            r.rename("s2", "bad name").await,
             Err(NameError::Invalid(_))
         ));
         assert!(matches!(
-            r.rename("s2", &"x".repeat(33)),
+            r.rename("s2", &"x".repeat(33)).await,
             Err(NameError::Invalid(_))
         ));
-        assert_eq!(r.rename("s3", "x"), Err(NameError::NotAnAgent));
+        assert_eq!(r.rename("s3", "x").await, Err(NameError::NotAnAgent));
         assert_eq!(
-            r.rename("s1", "Coder"),
+            r.rename("s1", "Coder").await,
             Ok("coder".into()),
             "case change of own name"
         );
     }
 
-    #[test]
-    fn reattach_keeps_name_and_remembered_name_is_reclaimed() {
+    #[tokio::test]
+    async fn reattach_keeps_name_and_remembered_name_is_reclaimed() {
         let r = registry();
-        let (name, stream) = r.attach("s1", &Claim::default(), None);
-        r.rename("s1", "planner").unwrap();
-        r.detach("s1", stream.generation());
-        assert!(r.roster("s1").agents.is_empty(), "offline at once");
-        assert_eq!(r.attach("s1", &Claim::default(), None).name, "planner");
-        assert_eq!(name, "agent-1");
+        let first = attach(&r, "s1", &Claim::default()).await;
+        r.rename("s1", "planner").await.unwrap();
+        r.detach("s1", first.stream.generation());
+        assert!(r.roster("s1").await.agents.is_empty(), "offline at once");
+        assert_eq!(
+            r.held(),
+            [Held {
+                session: "s1".into(),
+                name: "planner".into(),
+                order: 1,
+                online: false
+            }],
+            "the name is held through the grace period"
+        );
+        assert_eq!(attach(&r, "s1", &Claim::default()).await.name, "planner");
+        assert_eq!(first.name, "agent-1");
         let restarted = registry();
         let remembered = Claim {
             remembered: Some("planner".into()),
             ..Claim::default()
         };
-        assert_eq!(restarted.attach("s9", &remembered, None).name, "planner");
-        assert_eq!(restarted.attach("s8", &remembered, None).name, "agent-1");
+        assert_eq!(attach(&restarted, "s9", &remembered).await.name, "planner");
+        assert_eq!(attach(&restarted, "s8", &remembered).await.name, "agent-1");
     }
 
-    #[test]
-    fn declared_names_fall_back_with_a_reason() {
+    #[tokio::test]
+    async fn declared_names_fall_back_with_a_reason() {
         let r = registry();
         let planner = Claim {
             declared: Some("planner".into()),
             ..Claim::default()
         };
-        assert_eq!(r.attach("s1", &planner, None).name, "planner");
-        let second = r.attach("s2", &planner, None);
+        assert_eq!(attach(&r, "s1", &planner).await.name, "planner");
+        let second = attach(&r, "s2", &planner).await;
         assert_eq!(second.name, "agent-1");
         assert!(second.note.unwrap().contains("held by another"));
-        assert!(r.roster("s2").note.is_some());
+        assert!(r.roster("s2").await.note.is_some());
     }
 
-    #[test]
-    fn fixed_names_are_reserved_and_permanent() {
+    #[tokio::test]
+    async fn fixed_names_are_reserved_and_permanent() {
         let r = registry();
         r.reserve(["ops".to_owned()]);
-        r.attach("s1", &Claim::default(), None);
-        assert_eq!(r.rename("s1", "OPS"), Err(NameError::Taken("OPS".into())));
+        attach(&r, "s1", &Claim::default()).await;
+        assert_eq!(
+            r.rename("s1", "OPS").await,
+            Err(NameError::Taken("OPS".into()))
+        );
         let ops = Claim {
             fixed: Some("ops".into()),
             ..Claim::default()
         };
-        assert_eq!(r.attach("s2", &ops, None).name, "ops");
-        assert_eq!(r.rename("s2", "other"), Err(NameError::Fixed("ops".into())));
+        assert_eq!(attach(&r, "s2", &ops).await.name, "ops");
+        assert_eq!(
+            r.rename("s2", "other").await,
+            Err(NameError::Fixed("ops".into()))
+        );
         let impostor = Claim {
             declared: Some("ops".into()),
             ..Claim::default()
         };
-        assert_ne!(r.attach("s3", &impostor, None).name, "ops");
+        assert_ne!(attach(&r, "s3", &impostor).await.name, "ops");
     }
 
-    #[test]
-    fn lookup_errors() {
+    #[tokio::test]
+    async fn lookup_errors() {
         let r = registry();
-        r.attach("s1", &Claim::default(), None);
-        r.attach("s2", &Claim::default(), None);
-        assert!(r.recipient(Some("s1"), "AGENT-2").is_ok());
+        attach(&r, "s1", &Claim::default()).await;
+        attach(&r, "s2", &Claim::default()).await;
+        assert!(r.recipient(Some("s1"), "AGENT-2").await.is_ok());
         assert_eq!(
-            r.recipient(Some("s1"), "agent-1").err(),
+            r.recipient(Some("s1"), "agent-1").await.err(),
             Some(LookupError::Yourself("agent-1".into()))
         );
-        let err = r.recipient(Some("s1"), "ghost").err().unwrap();
+        let err = r.recipient(Some("s1"), "ghost").await.err().unwrap();
         assert_eq!(
             err.to_string(),
             "no agent named \"ghost\" is online; online: agent-1, agent-2"

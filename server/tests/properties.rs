@@ -50,19 +50,22 @@ proptest! {
 
     #[test]
     fn renames_keep_names_unique(ops in proptest::collection::vec((0usize..4, "[a-cA-C]{1,2}"), 1..40)) {
-        let registry = Registry::new(8, Duration::from_millis(50));
-        let sessions = ["s0", "s1", "s2", "s3"];
-        for session in sessions {
-            registry.attach(session, &Claim::default(), None);
-        }
-        for (who, name) in ops {
-            let _ = registry.rename(sessions[who], &name);
-            let roster = registry.roster("s0").agents;
-            let mut lower: Vec<String> = roster.iter().map(|n| n.to_ascii_lowercase()).collect();
-            lower.sort();
-            lower.dedup();
-            prop_assert_eq!(lower.len(), sessions.len(), "{:?}", roster);
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let registry = Registry::new(8, Duration::from_millis(50));
+            let sessions = ["s0", "s1", "s2", "s3"];
+            for session in sessions {
+                registry.attach(session, &Claim::default(), None).await.unwrap();
+            }
+            for (who, name) in ops {
+                let _ = registry.rename(sessions[who], &name).await;
+                let roster = registry.roster("s0").await.agents;
+                let mut lower: Vec<String> = roster.iter().map(|n| n.to_ascii_lowercase()).collect();
+                lower.sort();
+                lower.dedup();
+                assert_eq!(lower.len(), sessions.len(), "{:?}", roster);
+            }
+        });
     }
 
     #[test]
@@ -76,7 +79,7 @@ proptest! {
             let names = ["agent-1", "agent-2", "agent-3", "ghost"];
             let mut streams = Vec::new();
             for session in ["s0", "s1", "s2"] {
-                streams.push(Box::pin(registry.attach(session, &Claim::default(), None).stream.into_stream()));
+                streams.push(Box::pin(registry.attach(session, &Claim::default(), None).await.unwrap().stream.into_stream()));
             }
             let mut expected = vec![Vec::new(); 3];
             for (from, to, content) in sends {

@@ -2,6 +2,8 @@
 //! talk to it over raw HTTP + SSE, the way Claude Code does, so tests can
 //! assert wire bytes. Every wait is bounded.
 
+pub mod redis;
+
 use std::{
     path::{Path, PathBuf},
     process::Stdio,

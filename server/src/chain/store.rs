@@ -27,6 +27,9 @@ pub enum StoreError {
     Full,
     #[error("store key {0:?} holds a value that is not a counter")]
     NotACounter(String),
+    /// The shared backend (Redis, in cluster mode) did not answer.
+    #[error("the shared store is unreachable: {0}")]
+    Unavailable(String),
 }
 
 /// A store shared by all filters, each confined to its own namespace.

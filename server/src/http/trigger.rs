@@ -123,9 +123,10 @@ pub async fn post_message(
                     StatusCode::NOT_FOUND
                 }
                 SendError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                SendError::QueueFull { .. } | SendError::WentOffline { .. } => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                SendError::QueueFull { .. }
+                | SendError::WentOffline { .. }
+                | SendError::Route(_)
+                | SendError::Lookup(LookupError::Cluster(_)) => StatusCode::SERVICE_UNAVAILABLE,
             };
             error(status, e)
         }
@@ -133,7 +134,7 @@ pub async fn post_message(
 }
 
 pub async fn list_agents(State(bus): State<Arc<Bus>>) -> Json<serde_json::Value> {
-    Json(json!({ "agents": bus.registry().roster("").agents }))
+    Json(json!({ "agents": bus.registry().roster("").await.agents }))
 }
 
 #[cfg(test)]

@@ -1,18 +1,28 @@
 //! Sessions remembered on disk, so a restarted server restores each Claude
 //! Code session (rmcp replays its `initialize`) and gives its agent the same
-//! name back. One small JSON file, rewritten atomically on each change.
+//! name back. One JSON file, rewritten atomically by a background writer that
+//! coalesces changes (rewriting it per change made connecting N agents cost
+//! O(N²)), and flushed at shutdown.
 
 use std::{
     collections::HashMap,
     io,
     path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use rmcp::transport::streamable_http_server::session::{
     SessionState, SessionStore, SessionStoreError,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
+
+/// How long the writer gathers changes before rewriting the file.
+const WRITE_COALESCE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,6 +41,10 @@ struct Record {
 pub struct SessionFile {
     path: PathBuf,
     records: Mutex<HashMap<String, Record>>,
+    changed: Notify,
+    version: AtomicU64,
+    written: AtomicU64,
+    write: tokio::sync::Mutex<()>,
 }
 
 impl SessionFile {
@@ -61,7 +75,53 @@ impl SessionFile {
         Ok(Self {
             path,
             records: Mutex::new(records),
+            changed: Notify::new(),
+            version: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            write: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Starts the background writer, for the life of the process.
+    pub fn spawn_writer(self: &Arc<Self>) {
+        let file = self.clone();
+        tokio::spawn(async move {
+            loop {
+                file.changed.notified().await;
+                tokio::time::sleep(WRITE_COALESCE).await;
+                file.flush().await;
+            }
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Record>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mark_changed(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// Writes pending changes now. Losing the file only costs names after a
+    /// restart, so a write failure is logged, not fatal.
+    pub async fn flush(&self) {
+        let _writing = self.write.lock().await;
+        let version = self.version.load(Ordering::SeqCst);
+        if self.written.load(Ordering::SeqCst) == version {
+            return;
+        }
+        let bytes = serde_json::to_vec(&*self.lock());
+        let result = async {
+            let tmp = self.path.with_extension("json.tmp");
+            tokio::fs::write(&tmp, bytes.map_err(io::Error::other)?).await?;
+            tokio::fs::rename(&tmp, &self.path).await
+        }
+        .await;
+        match result {
+            Ok(()) => self.written.store(version, Ordering::SeqCst),
+            Err(error) => tracing::warn!(path = %self.path.display(), %error, "could not save sessions; names will not survive a restart"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -69,40 +129,23 @@ impl SessionFile {
     }
 
     pub async fn remembered_name(&self, session: &str) -> Option<String> {
-        self.records.lock().await.get(session)?.name.clone()
+        self.lock().get(session)?.name.clone()
     }
 
     pub async fn set_name(&self, session: &str, name: &str) {
-        let mut records = self.records.lock().await;
+        let mut records = self.lock();
         let Some(record) = records.get_mut(session) else {
             return;
         };
-        if record.name.as_deref() == Some(name) {
-            return;
+        if record.name.as_deref() != Some(name) {
+            record.name = Some(name.to_owned());
+            self.mark_changed();
         }
-        record.name = Some(name.to_owned());
-        self.persist(&records).await;
     }
 
     pub async fn forget(&self, session: &str) {
-        let mut records = self.records.lock().await;
-        if records.remove(session).is_some() {
-            self.persist(&records).await;
-        }
-    }
-
-    /// Losing the file only costs names after a restart, so a write failure is
-    /// logged, not fatal.
-    async fn persist(&self, records: &HashMap<String, Record>) {
-        let result = async {
-            let bytes = serde_json::to_vec(records).map_err(io::Error::other)?;
-            let tmp = self.path.with_extension("json.tmp");
-            tokio::fs::write(&tmp, bytes).await?;
-            tokio::fs::rename(&tmp, &self.path).await
-        }
-        .await;
-        if let Err(error) = result {
-            tracing::warn!(path = %self.path.display(), %error, "could not save sessions; names will not survive a restart");
+        if self.lock().remove(session).is_some() {
+            self.mark_changed();
         }
     }
 }
@@ -110,22 +153,18 @@ impl SessionFile {
 #[async_trait::async_trait]
 impl SessionStore for SessionFile {
     async fn load(&self, session: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        Ok(self
-            .records
-            .lock()
-            .await
-            .get(session)
-            .and_then(|r| r.state.clone()))
+        Ok(self.lock().get(session).and_then(|r| r.state.clone()))
     }
 
     async fn store(&self, session: &str, state: &SessionState) -> Result<(), SessionStoreError> {
-        let mut records = self.records.lock().await;
-        let record = records.entry(session.to_owned()).or_insert(Record {
-            state: None,
-            name: None,
-        });
-        record.state = Some(state.clone());
-        self.persist(&records).await;
+        self.lock()
+            .entry(session.to_owned())
+            .or_insert(Record {
+                state: None,
+                name: None,
+            })
+            .state = Some(state.clone());
+        self.mark_changed();
         Ok(())
     }
 

@@ -32,8 +32,18 @@ use tokio_util::sync::CancellationToken;
 use super::{identity::Identities, session_store::SessionFile};
 use crate::{
     delivery::{Generation, parse_event_id},
-    registry::{Attached, Claim, Registry},
+    registry::{AttachError, Attached, Claim, Registry},
 };
+
+/// What can go wrong with a session: rmcp's own errors, or the agent could
+/// not get a name (the cluster directory is unreachable).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Rmcp(#[from] LocalSessionManagerError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+}
 
 type SseStream = Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync + 'static>>;
 
@@ -121,7 +131,7 @@ impl AgentSessions {
         id: &SessionId,
         rmcp_stream: SseStream,
         resume_after: Option<u64>,
-    ) -> AgentStream {
+    ) -> Result<AgentStream, AttachError> {
         self.touch(id);
         let identity = self.identities.get(id).unwrap_or_default();
         let claim = Claim {
@@ -133,7 +143,7 @@ impl AgentSessions {
             name,
             note,
             stream: outbox,
-        } = self.registry.attach(id, &claim, resume_after);
+        } = self.registry.attach(id, &claim, resume_after).await?;
         self.store.set_name(id, &name).await;
         match &note {
             Some(note) => tracing::info!(agent = %name, session = %id, "agent online, but {note}"),
@@ -149,7 +159,7 @@ impl AgentSessions {
         let merged = futures::stream::select(rmcp_stream.map(Some), ours)
             .take_while(|item| std::future::ready(item.is_some()))
             .filter_map(std::future::ready);
-        AgentStream {
+        Ok(AgentStream {
             inner: Box::pin(merged),
             _detach_on_drop: DetachGuard {
                 registry: self.registry.clone(),
@@ -157,7 +167,7 @@ impl AgentSessions {
                 name,
                 generation,
             },
-        }
+        })
     }
 }
 
@@ -190,7 +200,7 @@ impl Drop for DetachGuard {
 }
 
 impl SessionManager for AgentSessions {
-    type Error = LocalSessionManagerError;
+    type Error = SessionError;
     type Transport = WorkerTransport<LocalSessionWorker>;
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
@@ -204,21 +214,21 @@ impl SessionManager for AgentSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        self.inner.initialize_session(id, message).await
+        Ok(self.inner.initialize_session(id, message).await?)
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
-        self.inner.has_session(id).await
+        Ok(self.inner.has_session(id).await?)
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.registry.forget(id);
+        self.registry.forget(id).await;
         self.identities.forget(id);
         self.last_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id.as_ref());
-        self.inner.close_session(id).await
+        Ok(self.inner.close_session(id).await?)
     }
 
     async fn create_stream(
@@ -227,7 +237,7 @@ impl SessionManager for AgentSessions {
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
-        self.inner.create_stream(id, message).await
+        Ok(self.inner.create_stream(id, message).await?)
     }
 
     async fn accept_message(
@@ -236,7 +246,7 @@ impl SessionManager for AgentSessions {
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
         self.touch(id);
-        self.inner.accept_message(id, message).await
+        Ok(self.inner.accept_message(id, message).await?)
     }
 
     async fn create_standalone_stream(
@@ -244,7 +254,7 @@ impl SessionManager for AgentSessions {
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         let rmcp_stream = self.inner.create_standalone_stream(id).await?;
-        Ok(self.attach(id, Box::pin(rmcp_stream), None).await)
+        Ok(self.attach(id, Box::pin(rmcp_stream), None).await?)
     }
 
     async fn resume(
@@ -259,7 +269,7 @@ impl SessionManager for AgentSessions {
             Some(_) => Box::pin(self.inner.create_standalone_stream(id).await?),
             None => Box::pin(self.inner.resume(id, last_event_id).await?),
         };
-        Ok(self.attach(id, rmcp_stream, resume_after).await)
+        Ok(self.attach(id, rmcp_stream, resume_after).await?)
     }
 
     async fn restore_session(
@@ -267,6 +277,6 @@ impl SessionManager for AgentSessions {
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
         self.touch(&id);
-        self.inner.restore_session(id).await
+        Ok(self.inner.restore_session(id).await?)
     }
 }

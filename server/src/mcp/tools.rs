@@ -96,7 +96,7 @@ impl Switchboard {
         &self,
         Extension(parts): Extension<http::request::Parts>,
     ) -> CallToolResult {
-        let roster = self.bus.registry().roster(&session_of(&parts));
+        let roster = self.bus.registry().roster(&session_of(&parts)).await;
         let names = if roster.agents.is_empty() {
             "none".to_owned()
         } else {
@@ -125,7 +125,7 @@ impl Switchboard {
         Parameters(RenameArgs { name }): Parameters<RenameArgs>,
     ) -> CallToolResult {
         let session = session_of(&parts);
-        match self.bus.registry().rename(&session, &name) {
+        match self.bus.registry().rename(&session, &name).await {
             Ok(old) => {
                 self.store.set_name(&session, &name).await;
                 tracing::info!(from = %old, to = %name, "agent renamed");
