@@ -6,14 +6,14 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::{
+    auth::Authenticator,
     bus::Bus,
     chain::{ChainError, ChainOptions, ChainStage, store::KvStore},
-    auth::Authenticator,
+    cli::{LogFormat, ServeArgs},
     cluster::{
         Cluster, LocalCluster,
         redis::{ConnectError, RedisCluster, RedisOptions},
     },
-    cli::{LogFormat, ServeArgs},
     filter::FilterStage,
     http,
     http::guard::Guard,
@@ -148,6 +148,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
             session_idle: Duration::from_secs(cli.session_idle_secs),
             max_request_bytes: max_body_bytes,
             any_host: !cli.bind.is_loopback(),
+            session_prefix: redis.as_ref().map(|r| r.replica().to_owned()),
         },
         shutdown.clone(),
     );

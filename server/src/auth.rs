@@ -189,12 +189,27 @@ mod tests {
 
     #[test]
     fn bad_files_say_why() {
-        assert!(Authenticator::parse("").unwrap_err().contains("no [[token]]"));
+        assert!(
+            Authenticator::parse("")
+                .err()
+                .unwrap()
+                .contains("no [[token]]")
+        );
         let short = "[[token]]\nname = \"a\"\nrole = \"agent\"\nsha256 = \"abc\"\n";
-        assert!(Authenticator::parse(short).unwrap_err().contains("64 hex digits"));
+        assert!(
+            Authenticator::parse(short)
+                .err()
+                .unwrap()
+                .contains("64 hex digits")
+        );
         let role = "[[token]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"abc\"\n";
         assert!(Authenticator::parse(role).is_err());
         let twice = file().replace("\"ci\"", "\"Planner\"");
-        assert!(Authenticator::parse(&twice).unwrap_err().contains("twice"));
+        assert!(
+            Authenticator::parse(&twice)
+                .err()
+                .unwrap()
+                .contains("twice")
+        );
     }
 }

@@ -89,8 +89,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_REDIS")]
     pub redis: Option<String>,
 
-    /// This replica's id in the cluster (default: random at each start).
-    #[arg(long)]
+    /// This replica's id in the cluster (default: random at each start); it
+    /// starts every session id, for the load balancer to route by.
+    #[arg(long, value_parser = replica_id)]
     pub replica_id: Option<String>,
 
     /// With --redis: how long a replica's agents stay listed after it stops
@@ -101,6 +102,19 @@ pub struct ServeArgs {
     /// Log format on stdout; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Replica ids go into session ids and channel names: keep them plain.
+fn replica_id(id: &str) -> Result<String, String> {
+    let plain = (1..=32).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        Ok(id.to_owned())
+    } else {
+        Err("use 1-32 characters from A-Z, a-z, 0-9, '_' and '-'".into())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: HTTP/MCP ([`http`], [`mcp`]) -> [`registry`] -> [`filter`]
 //! stage (the WebAssembly [`chain`]) -> [`delivery`]. [`bus`] is the one path a message takes through them.
+//! With `--redis`, [`cluster`] extends the registry and delivery to the other replicas.
 
 pub mod app;
 pub mod auth;

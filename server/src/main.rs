@@ -14,7 +14,9 @@ async fn main() -> std::process::ExitCode {
     if let Some(Command::HashToken) = cli.command {
         let mut token = String::new();
         if std::io::stdin().lock().read_line(&mut token).is_err() || token.trim().is_empty() {
-            eprintln!("switchboard: give the token on stdin, e.g. `echo $TOKEN | switchboard hash-token`");
+            eprintln!(
+                "switchboard: give the token on stdin, e.g. `echo $TOKEN | switchboard hash-token`"
+            );
             return std::process::ExitCode::FAILURE;
         }
         println!("sha256 = \"{}\"", auth::hash_token(token.trim()));

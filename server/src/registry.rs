@@ -552,12 +552,10 @@ impl Registry {
         let entry = state.sessions.get(session)?;
         let name = entry.name.clone()?;
         let key = name.to_ascii_lowercase();
-        (state.holder_in_grace(&key, self.grace) == Some(&session.to_owned())).then(|| {
-            LocalAgent {
-                name,
-                outbox: entry.outbox.clone(),
-                reconnecting_until: entry.detached_at.map(|at| at + self.grace),
-            }
+        (state.holder_in_grace(&key, self.grace) == Some(&session.to_owned())).then(|| LocalAgent {
+            name,
+            outbox: entry.outbox.clone(),
+            reconnecting_until: entry.detached_at.map(|at| at + self.grace),
         })
     }
 

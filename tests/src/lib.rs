@@ -36,7 +36,10 @@ pub fn binary() -> &'static Path {
         }
         // target/<profile>/deps/<test exe> -> target/<profile>/switchboard
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
@@ -44,7 +47,9 @@ pub fn binary() -> &'static Path {
         if release {
             build.arg("--release");
         }
-        let status = build.status().expect("run cargo build for the server binary");
+        let status = build
+            .status()
+            .expect("run cargo build for the server binary");
         assert!(status.success(), "building the switchboard binary failed");
         profile_dir.join("switchboard")
     })
@@ -266,13 +271,19 @@ impl Session {
         let response = timeout(
             WAIT,
             request
-                .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                .json(
+                    &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
                     "protocolVersion": PROTOCOL, "capabilities": {},
-                    "clientInfo": {"name": "switchboard-tests", "version": "0"}}}))
+                    "clientInfo": {"name": "switchboard-tests", "version": "0"}}}),
+                )
                 .send(),
         )
         .await??;
-        ensure!(response.status().is_success(), "initialize: {}", response.status());
+        ensure!(
+            response.status().is_success(),
+            "initialize: {}",
+            response.status()
+        );
         let id = response
             .headers()
             .get("mcp-session-id")
@@ -313,16 +324,24 @@ impl Session {
     pub async fn notify(&self, method: &str) -> Result<()> {
         let response = timeout(
             WAIT,
-            self.post().json(&json!({"jsonrpc":"2.0","method":method})).send(),
+            self.post()
+                .json(&json!({"jsonrpc":"2.0","method":method}))
+                .send(),
         )
         .await??;
-        ensure!(response.status().is_success(), "{method}: {}", response.status());
+        ensure!(
+            response.status().is_success(),
+            "{method}: {}",
+            response.status()
+        );
         Ok(())
     }
 
     /// Sends a request and returns its JSON-RPC `result` (or the error object).
     pub async fn request(&self, method: &str, params: Value) -> Result<Value> {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = timeout(
             WAIT,
             self.post()
@@ -330,7 +349,11 @@ impl Session {
                 .send(),
         )
         .await??;
-        ensure!(response.status().is_success(), "{method}: {}", response.status());
+        ensure!(
+            response.status().is_success(),
+            "{method}: {}",
+            response.status()
+        );
         let reply = timeout(WAIT, first_json_response(response)).await??;
         Ok(reply)
     }
@@ -343,7 +366,10 @@ impl Session {
             .get("result")
             .with_context(|| format!("{tool}: no result in {reply}"))?;
         Ok(ToolResult {
-            text: result["content"][0]["text"].as_str().unwrap_or_default().to_owned(),
+            text: result["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             is_error: result["isError"].as_bool().unwrap_or(false),
             structured: result
                 .get("structuredContent")
@@ -475,7 +501,11 @@ impl Agent {
     /// Re-opens the GET stream, resuming from the last event id seen.
     pub async fn reopen_stream(&mut self, resume: bool) -> Result<()> {
         self.stream_task.abort();
-        let last = if resume { self.last_event_id.clone() } else { None };
+        let last = if resume {
+            self.last_event_id.clone()
+        } else {
+            None
+        };
         let (events, task) = self.session.open_stream(last.as_deref()).await?;
         self.events = events;
         self.stream_task = task;
@@ -535,7 +565,8 @@ impl SseParser {
                     });
                 }
             } else if let Some(value) = line.strip_prefix("data:") {
-                self.data.push(value.strip_prefix(' ').unwrap_or(value).to_owned());
+                self.data
+                    .push(value.strip_prefix(' ').unwrap_or(value).to_owned());
             } else if let Some(value) = line.strip_prefix("id:") {
                 self.id = Some(value.trim().to_owned());
             }

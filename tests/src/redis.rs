@@ -53,7 +53,10 @@ impl Redis {
     async fn shared(url: &str) -> Result<Redis> {
         static NEXT_DB: AtomicU32 = AtomicU32::new(1);
         let db = NEXT_DB.fetch_add(1, Ordering::Relaxed);
-        ensure!(db <= 15, "more cluster tests than REDIS_URL has spare databases (1-15)");
+        ensure!(
+            db <= 15,
+            "more cluster tests than REDIS_URL has spare databases (1-15)"
+        );
         let base = url.trim_end_matches('/');
         let url = format!("{base}/{db}");
         let address = base
@@ -71,7 +74,10 @@ impl Redis {
 
     /// Stops the private server, dropping every connection and all data.
     pub async fn stop(&mut self) -> Result<()> {
-        let private = self.private.as_mut().context("only a private Redis can be stopped")?;
+        let private = self
+            .private
+            .as_mut()
+            .context("only a private Redis can be stopped")?;
         let mut child = private.child.take().context("already stopped")?;
         child.kill().await?;
         Ok(())
@@ -79,7 +85,10 @@ impl Redis {
 
     /// Starts the private server again on the same port, empty.
     pub async fn start_again(&mut self) -> Result<()> {
-        let private = self.private.as_mut().context("only a private Redis can be restarted")?;
+        let private = self
+            .private
+            .as_mut()
+            .context("only a private Redis can be restarted")?;
         ensure!(private.child.is_none(), "still running");
         private.child = Some(spawn(private.port).await?);
         Ok(())
@@ -107,7 +116,10 @@ async fn spawn(port: u16) -> Result<Child> {
     let address = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if command(&address, "PING\r\n").await.is_ok_and(|reply| reply.starts_with("+PONG")) {
+        if command(&address, "PING\r\n")
+            .await
+            .is_ok_and(|reply| reply.starts_with("+PONG"))
+        {
             return Ok(child);
         }
         ensure!(
@@ -125,7 +137,11 @@ async fn command(address: &str, commands: &str) -> Result<String> {
         stream.write_all(commands.as_bytes()).await?;
         let mut reply = vec![0; 256];
         let n = stream.read(&mut reply).await?;
-        ensure!(!reply[..n].starts_with(b"-"), "{}", String::from_utf8_lossy(&reply[..n]));
+        ensure!(
+            !reply[..n].starts_with(b"-"),
+            "{}",
+            String::from_utf8_lossy(&reply[..n])
+        );
         Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
     };
     timeout(Duration::from_secs(2), exchange)

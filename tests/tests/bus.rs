@@ -14,15 +14,24 @@ async fn three_agents_list_rename_and_talk() -> Result<()> {
     let a = Agent::connect(&server.url()).await?;
     let mut b = Agent::connect(&server.url()).await?;
     let mut c = Agent::connect(&server.url()).await?;
-    assert_eq!([&a.name, &b.name, &c.name], ["agent-1", "agent-2", "agent-3"]);
+    assert_eq!(
+        [&a.name, &b.name, &c.name],
+        ["agent-1", "agent-2", "agent-3"]
+    );
 
     for agent in [&a, &b, &c] {
         let listed = agent.call("list-agents", json!({})).await?;
         assert_eq!(
             listed.text,
-            format!("Connected agents: agent-1, agent-2, agent-3 (you are {})", agent.name)
+            format!(
+                "Connected agents: agent-1, agent-2, agent-3 (you are {})",
+                agent.name
+            )
         );
-        assert_eq!(listed.structured["agents"], json!(["agent-1", "agent-2", "agent-3"]));
+        assert_eq!(
+            listed.structured["agents"],
+            json!(["agent-1", "agent-2", "agent-3"])
+        );
         assert_eq!(listed.structured["you"], json!(agent.name));
     }
 
@@ -70,14 +79,22 @@ async fn send_errors_say_what_is_wrong() -> Result<()> {
         "No agent named \"ghost\" is online; online: agent-1, agent-2"
     );
     let empty = a.send("agent-2", "").await?;
-    assert!(empty.is_error && empty.text.contains("empty"), "{}", empty.text);
+    assert!(
+        empty.is_error && empty.text.contains("empty"),
+        "{}",
+        empty.text
+    );
     let big = a.send("agent-2", &"x".repeat(1025)).await?;
     assert!(big.is_error);
     assert!(big.text.contains("limit of 1024 bytes"), "{}", big.text);
     let exact = a.send("agent-2", &"x".repeat(1024)).await?;
     assert!(!exact.is_error, "{}", exact.text);
     let yourself = a.send("agent-1", "hi me").await?;
-    assert!(yourself.is_error && yourself.text.contains("is you"), "{}", yourself.text);
+    assert!(
+        yourself.is_error && yourself.text.contains("is you"),
+        "{}",
+        yourself.text
+    );
     Ok(())
 }
 
@@ -93,7 +110,11 @@ async fn sessions_without_a_stream_are_not_agents() -> Result<()> {
     let sent = lurker
         .call("send-message", json!({"to": "agent-1", "message": "hi"}))
         .await?;
-    assert!(sent.is_error && sent.text.contains("not an agent"), "{}", sent.text);
+    assert!(
+        sent.is_error && sent.text.contains("not an agent"),
+        "{}",
+        sent.text
+    );
     let renamed = lurker.call("rename-agent", json!({"name": "x"})).await?;
     assert!(renamed.is_error, "{}", renamed.text);
     assert_eq!(a.whoami().await?, "agent-1");
@@ -165,12 +186,19 @@ async fn hundred_senders_fifty_messages_each_arrive_once_in_order() -> Result<()
             let (from, n) = content.split_once('#').expect("name#n");
             assert_eq!(message["params"]["meta"]["from"], from);
             let expected = next_expected.entry(from.to_owned()).or_default();
-            assert_eq!(n.parse::<usize>()?, *expected, "order or duplicate from {from}");
+            assert_eq!(
+                n.parse::<usize>()?,
+                *expected,
+                "order or duplicate from {from}"
+            );
             *expected += 1;
         }
         Ok::<_, anyhow::Error>(next_expected)
     };
-    let (sent, received) = timeout(Duration::from_secs(120), async { tokio::join!(sending, receiving) }).await?;
+    let (sent, received) = timeout(Duration::from_secs(120), async {
+        tokio::join!(sending, receiving)
+    })
+    .await?;
     for result in sent {
         result??;
     }
@@ -197,12 +225,22 @@ async fn reopened_stream_resumes_exactly_without_duplicates() -> Result<()> {
         // Read a few, then the connection drops with the rest unread or in
         // flight; the client resumes from the last id it saw.
         for _ in 0..3 {
-            seen.push(recipient.next_message().await?["params"]["content"].as_str().unwrap().to_owned());
+            seen.push(
+                recipient.next_message().await?["params"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         recipient.reopen_stream(true).await?;
     }
     while seen.len() < 50 {
-        seen.push(recipient.next_message().await?["params"]["content"].as_str().unwrap().to_owned());
+        seen.push(
+            recipient.next_message().await?["params"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let expected: Vec<String> = (0..50).map(|n| n.to_string()).collect();
     assert_eq!(seen, expected);
@@ -221,7 +259,10 @@ async fn sends_during_a_reconnect_wait_for_the_stream_instead_of_failing() -> Re
     recipient.reopen_stream(true).await?;
     let sent = timeout(WAIT, send).await???;
     assert_eq!(sent.text, format!("Delivered to {}", recipient.name));
-    assert_eq!(recipient.next_message().await?["params"]["content"], "while you were away");
+    assert_eq!(
+        recipient.next_message().await?["params"]["content"],
+        "while you were away"
+    );
     Ok(())
 }
 
@@ -245,7 +286,10 @@ async fn a_reader_that_stalls_never_blocks_senders() -> Result<()> {
     let stalled_name = timeout(WAIT, async {
         loop {
             let listed = bystander.call("list-agents", json!({})).await?;
-            if let Some(name) = listed.structured["agents"].as_array().and_then(|a| a.get(2)) {
+            if let Some(name) = listed.structured["agents"]
+                .as_array()
+                .and_then(|a| a.get(2))
+            {
                 return Ok::<_, anyhow::Error>(name.as_str().unwrap_or_default().to_owned());
             }
             tokio::task::yield_now().await;
@@ -267,9 +311,16 @@ async fn a_reader_that_stalls_never_blocks_senders() -> Result<()> {
     assert!(attempt > 8, "refused after {attempt}");
     // Everyone else is unaffected.
     let mut bystander = bystander;
-    let sent = timeout(Duration::from_secs(2), sender.send(&bystander.name, "still here")).await??;
+    let sent = timeout(
+        Duration::from_secs(2),
+        sender.send(&bystander.name, "still here"),
+    )
+    .await??;
     assert!(!sent.is_error, "{}", sent.text);
-    assert_eq!(bystander.next_message().await?["params"]["content"], "still here");
+    assert_eq!(
+        bystander.next_message().await?["params"]["content"],
+        "still here"
+    );
     drop(socket);
     Ok(())
 }
@@ -288,7 +339,10 @@ async fn initialize_offers_a_channel_on_a_legacy_protocol() -> Result<()> {
         .await?;
     let body = response.text().await?;
     assert!(body.contains(r#""protocolVersion":"2025-11-25""#), "{body}");
-    assert!(body.contains(r#""experimental":{"claude/channel":{}}"#), "{body}");
+    assert!(
+        body.contains(r#""experimental":{"claude/channel":{}}"#),
+        "{body}"
+    );
 
     // Claude Code's opening probe must be refused so it falls back to initialize.
     let discover = http
@@ -296,9 +350,11 @@ async fn initialize_offers_a_channel_on_a_legacy_protocol() -> Result<()> {
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
-        .json(&json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{
+        .json(
+            &json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{
             "io.modelcontextprotocol/protocolVersion":"2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities":{}}}}))
+            "io.modelcontextprotocol/clientCapabilities":{}}}}),
+        )
         .send()
         .await?;
     let status = discover.status();
@@ -310,7 +366,9 @@ async fn initialize_offers_a_channel_on_a_legacy_protocol() -> Result<()> {
     assert!(!body.contains("2026-07-28\"]"), "{body}");
 
     let session = Session::open(&server.url()).await?;
-    let instructions = session.initialize_result["result"]["instructions"].as_str().unwrap();
+    let instructions = session.initialize_result["result"]["instructions"]
+        .as_str()
+        .unwrap();
     assert!(instructions.contains("untrusted"));
     let tools = session.request("tools/list", json!({})).await?;
     let mut names: Vec<&str> = tools["result"]["tools"]
@@ -341,7 +399,10 @@ async fn names_survive_a_server_restart() -> Result<()> {
     // What Claude Code does: re-open the stream of its old session.
     a.reopen_stream(false).await?;
     assert_eq!(a.whoami().await?, "planner");
-    let sent = b.session.call("send-message", json!({"to": "planner", "message": "back?"})).await?;
+    let sent = b
+        .session
+        .call("send-message", json!({"to": "planner", "message": "back?"}))
+        .await?;
     assert!(sent.is_error, "b has no stream yet: {}", sent.text);
     let mut b = b;
     b.reopen_stream(false).await?;
@@ -396,7 +457,11 @@ async fn clear_errors_at_startup() -> Result<()> {
 async fn a_real_mcp_client_sees_the_tools() -> Result<()> {
     use rmcp::{ServiceExt, transport::StreamableHttpClientTransport};
     let server = Server::bare(&[]).await?;
-    let client = timeout(WAIT, ().serve(StreamableHttpClientTransport::from_uri(server.url()))).await??;
+    let client = timeout(
+        WAIT,
+        ().serve(StreamableHttpClientTransport::from_uri(server.url())),
+    )
+    .await??;
     let info = client.peer_info().expect("initialized");
     assert_eq!(info.protocol_version.as_str(), "2025-11-25");
     let tools = timeout(WAIT, client.list_all_tools()).await??;

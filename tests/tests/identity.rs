@@ -25,7 +25,11 @@ impl StdinBytes for std::process::Command {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()?;
-        child.stdin.take().expect("piped").write_all(input.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())?;
         let output = child.wait_with_output()?;
         anyhow::ensure!(output.status.success(), "exit {}", output.status);
         Ok(String::from_utf8(output.stdout)?)
@@ -65,10 +69,19 @@ async fn declared_names_stick_and_conflicts_fall_back_with_a_reason() -> Result<
     let twin = Agent::connect_with(&server.url(), &[("X-Agent-Name", "planner")]).await?;
     assert_eq!(twin.name, "agent-1");
     let listed = twin.call("list-agents", json!({})).await?;
-    assert!(listed.text.contains("held by another online agent"), "{}", listed.text);
+    assert!(
+        listed.text.contains("held by another online agent"),
+        "{}",
+        listed.text
+    );
     let bad = Agent::connect_with(&server.url(), &[("X-Agent-Name", "no spaces allowed")]).await?;
     assert!(bad.name.starts_with("agent-"));
-    assert!(bad.call("list-agents", json!({})).await?.text.contains("not a valid name"));
+    assert!(
+        bad.call("list-agents", json!({}))
+            .await?
+            .text
+            .contains("not a valid name")
+    );
 
     // A restart, then a brand-new session (the client re-initializes) with the same header.
     assert!(server.terminate().await?.success());
@@ -109,19 +122,31 @@ async fn tokens_gate_mcp_and_fix_names() -> Result<()> {
         .await?;
     assert_eq!(trigger_on_mcp.status(), 403);
 
-    let planner = Agent::connect_with(&server.url(), &[("Authorization", "Bearer tok-planner")]).await?;
+    let planner =
+        Agent::connect_with(&server.url(), &[("Authorization", "Bearer tok-planner")]).await?;
     assert_eq!(planner.name, "planner", "the token's name wins");
-    let renamed = planner.call("rename-agent", json!({"name": "boss"})).await?;
-    assert!(renamed.is_error && renamed.text.contains("fixed"), "{}", renamed.text);
+    let renamed = planner
+        .call("rename-agent", json!({"name": "boss"}))
+        .await?;
+    assert!(
+        renamed.is_error && renamed.text.contains("fixed"),
+        "{}",
+        renamed.text
+    );
 
     // Someone else cannot take or declare the name, nor ride on planner's session.
     let coder = Agent::connect_with(
         &server.url(),
-        &[("Authorization", "Bearer tok-coder"), ("X-Agent-Name", "planner")],
+        &[
+            ("Authorization", "Bearer tok-coder"),
+            ("X-Agent-Name", "planner"),
+        ],
     )
     .await?;
     assert_eq!(coder.name, "coder");
-    let taken = coder.call("rename-agent", json!({"name": "PLANNER"})).await?;
+    let taken = coder
+        .call("rename-agent", json!({"name": "PLANNER"}))
+        .await?;
     assert!(taken.is_error, "{}", taken.text);
     let hijack = http
         .post(server.url())
@@ -129,8 +154,10 @@ async fn tokens_gate_mcp_and_fix_names() -> Result<()> {
         .header("mcp-session-id", &planner.session.id)
         .header("mcp-protocol-version", "2025-11-25")
         .bearer_auth("tok-coder")
-        .json(&json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{
-            "name":"send-message","arguments":{"to":"coder","message":"from planner, honest"}}}))
+        .json(
+            &json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{
+            "name":"send-message","arguments":{"to":"coder","message":"from planner, honest"}}}),
+        )
         .send()
         .await?;
     assert_eq!(hijack.status(), 403);
@@ -209,16 +236,28 @@ async fn the_trigger_delivers_through_the_bus_and_reports_each_error() -> Result
 
     for (body, status) in [
         (json!({"to": "agent-1"}), 400),
-        (json!({"to": "agent-1", "content": "x", "meta": {"bad-key": "v"}}), 400),
-        (json!({"to": "agent-1", "content": "x", "meta": {"from": "ceo"}}), 400),
-        (json!({"to": "agent-1", "content": "x", "meta": {"source": "ceo"}}), 400),
+        (
+            json!({"to": "agent-1", "content": "x", "meta": {"bad-key": "v"}}),
+            400,
+        ),
+        (
+            json!({"to": "agent-1", "content": "x", "meta": {"from": "ceo"}}),
+            400,
+        ),
+        (
+            json!({"to": "agent-1", "content": "x", "meta": {"source": "ceo"}}),
+            400,
+        ),
         (json!({"to": "agent-1", "content": ""}), 400),
         (json!({"to": "nobody", "content": "x"}), 404),
         (json!({"to": "agent-1", "content": "x".repeat(101)}), 413),
     ] {
         let (got, reply) = post_trigger(&server, None, body.clone()).await?;
         assert_eq!(got, status, "{body} -> {reply}");
-        assert!(reply["error"].as_str().is_some_and(|e| !e.is_empty()), "{reply}");
+        assert!(
+            reply["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{reply}"
+        );
     }
     let not_json = reqwest::Client::new()
         .post(format!("{}/v1/messages", server.base()))
@@ -227,9 +266,14 @@ async fn the_trigger_delivers_through_the_bus_and_reports_each_error() -> Result
         .await?;
     assert_eq!(not_json.status(), 400);
 
-    let agents: Value = reqwest::get(format!("{}/v1/agents", server.base())).await?.json().await?;
+    let agents: Value = reqwest::get(format!("{}/v1/agents", server.base()))
+        .await?
+        .json()
+        .await?;
     assert_eq!(agents, json!({"agents": ["agent-1"]}));
-    agent.expect_silence(std::time::Duration::from_millis(200)).await?;
+    agent
+        .expect_silence(std::time::Duration::from_millis(200))
+        .await?;
     Ok(())
 }
 
@@ -238,11 +282,20 @@ async fn with_auth_triggers_need_a_trigger_token_and_sign_as_it() -> Result<()> 
     let dir = tempfile::tempdir()?;
     let auth = auth_file(dir.path())?;
     let server = Server::bare(&["--auth", auth.to_str().unwrap()]).await?;
-    let mut planner = Agent::connect_with(&server.url(), &[("Authorization", "Bearer tok-planner")]).await?;
+    let mut planner =
+        Agent::connect_with(&server.url(), &[("Authorization", "Bearer tok-planner")]).await?;
     let body = json!({"to": "planner", "content": "deploy finished"});
     assert_eq!(post_trigger(&server, None, body.clone()).await?.0, 401);
-    assert_eq!(post_trigger(&server, Some("nope"), body.clone()).await?.0, 401);
-    assert_eq!(post_trigger(&server, Some("tok-coder"), body.clone()).await?.0, 403);
+    assert_eq!(
+        post_trigger(&server, Some("nope"), body.clone()).await?.0,
+        401
+    );
+    assert_eq!(
+        post_trigger(&server, Some("tok-coder"), body.clone())
+            .await?
+            .0,
+        403
+    );
     assert_eq!(post_trigger(&server, Some("tok-ci"), body).await?.0, 202);
     let message = planner.next_message().await?;
     assert_eq!(message["params"]["meta"]["from"], "ci");

@@ -40,7 +40,10 @@ impl Replica {
         extra: &[&str],
     ) -> Result<Replica> {
         let lease = LEASE_MS.to_string();
-        let mut args = vec!["--redis", &redis.url, "--replica-id", id, "--lease-ms", &lease];
+        let mut args = vec!["--redis", &redis.url, "--replica-id", id];
+        if !extra.contains(&"--lease-ms") {
+            args.extend(["--lease-ms", &lease]);
+        }
         args.extend_from_slice(extra);
         let server = Server::launch(&plugins, dir.path(), 0, &args).await?;
         Ok(Replica {
@@ -85,7 +88,11 @@ async fn an_agent_on_one_replica_reaches_an_agent_on_another() -> Result<()> {
     let r2 = Replica::start(&redis, "r2", &[]).await?;
     let mut a = Agent::connect(&r1.url()).await?;
     let mut b = Agent::connect(&r2.url()).await?;
-    assert_eq!([&a.name, &b.name], ["agent-1", "agent-2"], "numbers are cluster-wide");
+    assert_eq!(
+        [&a.name, &b.name],
+        ["agent-1", "agent-2"],
+        "numbers are cluster-wide"
+    );
     assert_eq!(listed(&a).await?, ["agent-1", "agent-2"]);
     assert_eq!(listed(&b).await?, ["agent-1", "agent-2"]);
 
@@ -131,9 +138,10 @@ async fn a_name_claimed_on_two_replicas_at_once_goes_to_one() -> Result<()> {
     let r1 = Replica::start(&redis, "r1", &[]).await?;
     let r2 = Replica::start(&redis, "r2", &[]).await?;
     let declared = [("x-agent-name", "planner")];
+    let (url1, url2) = (r1.url(), r2.url());
     let (first, second) = tokio::join!(
-        Agent::connect_with(&r1.url(), &declared),
-        Agent::connect_with(&r2.url(), &declared)
+        Agent::connect_with(&url1, &declared),
+        Agent::connect_with(&url2, &declared)
     );
     let (first, second) = (first?, second?);
     let mut names = [first.name.clone(), second.name.clone()];
@@ -153,7 +161,10 @@ async fn a_name_claimed_on_two_replicas_at_once_goes_to_one() -> Result<()> {
     assert!(loser.text.contains("is taken"), "{}", loser.text);
     let roster = listed(&first).await?;
     assert_eq!(
-        roster.iter().filter(|n| n.eq_ignore_ascii_case("lead")).count(),
+        roster
+            .iter()
+            .filter(|n| n.eq_ignore_ascii_case("lead"))
+            .count(),
         1,
         "{roster:?}"
     );
@@ -187,8 +198,27 @@ async fn a_killed_replicas_agents_vanish_within_the_lease() -> Result<()> {
     .await?;
     let gone = a.send("bob", "are you there?").await?;
     assert!(gone.is_error);
-    assert_eq!(gone.text, format!("No agent named \"bob\" is online; online: {}", a.name));
+    assert_eq!(
+        gone.text,
+        format!("No agent named \"bob\" is online; online: {}", a.name)
+    );
     Ok(())
+}
+
+#[tokio::test]
+async fn a_replica_that_stops_cleanly_takes_its_agents_along() -> Result<()> {
+    let redis = Redis::start().await?;
+    let r1 = Replica::start(&redis, "r1", &[]).await?;
+    // A lease far longer than the wait below: only the goodbye can explain bob leaving.
+    let mut r2 = Replica::start(&redis, "r2", &["--lease-ms", "60000"]).await?;
+    let a = Agent::connect(&r1.url()).await?;
+    let _b = Agent::connect_with(&r2.url(), &[("x-agent-name", "bob")]).await?;
+    assert_eq!(listed(&a).await?, [a.name.as_str(), "bob"]);
+    assert!(r2.server.terminate().await?.success());
+    eventually(Duration::from_secs(1), "bob leaves the listing", || async {
+        Ok(listed(&a).await? == [a.name.as_str()])
+    })
+    .await
 }
 
 #[tokio::test]
@@ -308,7 +338,10 @@ async fn hot_reload_on_one_replica_leaves_the_others_alone() -> Result<()> {
         let url = format!("{}/health", server.base());
         async move { Ok::<Value, anyhow::Error>(reqwest::get(url).await?.json().await?) }
     };
-    assert_eq!(health(&r1.server).await?["chain"]["filters"], json!(["rate-limit"]));
+    assert_eq!(
+        health(&r1.server).await?["chain"]["filters"],
+        json!(["rate-limit"])
+    );
     assert_eq!(health(&r2.server).await?["chain"]["filters"], json!([]));
     assert_eq!(listed(&a).await?, listed(&b).await?);
     assert_eq!(listed(&a).await?.len(), 2);

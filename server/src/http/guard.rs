@@ -69,34 +69,40 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl Guard {
-    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
         };
         let origin = origin.to_str().unwrap_or_default();
-        if is_loopback_origin(origin) || self.allowed_origins.iter().any(|allowed| allowed == origin) {
+        if is_loopback_origin(origin)
+            || self.allowed_origins.iter().any(|allowed| allowed == origin)
+        {
             return Ok(());
         }
-        Err(refuse(
+        Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             format!(
                 "requests from origin {origin:?} are not allowed; start the server with --allow-origin {origin} to permit them"
             ),
-        ))
+        )))
     }
 
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, Response> {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, Box<Response>> {
         let Some(auth) = &self.auth else {
             return Ok(None);
         };
         let token = header_str(headers, header::AUTHORIZATION.as_str())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| {
-                unauthorized("this server requires an access token: send Authorization: Bearer <token>")
+                Box::new(unauthorized(
+                    "this server requires an access token: send Authorization: Bearer <token>",
+                ))
             })?;
-        auth.verify(token.trim())
-            .map(Some)
-            .ok_or_else(|| unauthorized("the access token is not valid; check it against the server's auth file"))
+        auth.verify(token.trim()).map(Some).ok_or_else(|| {
+            Box::new(unauthorized(
+                "the access token is not valid; check it against the server's auth file",
+            ))
+        })
     }
 }
 
@@ -104,18 +110,21 @@ impl Guard {
 pub async fn mcp(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     if let Err(response) = guard.check_origin(headers) {
-        return response;
+        return *response;
     }
     let principal = match guard.authenticate(headers) {
         Ok(principal) => principal,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Some(p) = &principal
         && !p.role.may_use_mcp()
     {
         return refuse(
             StatusCode::FORBIDDEN,
-            format!("the token of {} is for triggers only and cannot open MCP sessions", p.name),
+            format!(
+                "the token of {} is for triggers only and cannot open MCP sessions",
+                p.name
+            ),
         );
     }
     let declared = header_str(headers, AGENT_NAME_HEADER)
@@ -135,7 +144,8 @@ pub async fn mcp(State(guard): State<Arc<Guard>>, request: Request, next: Next) 
             {
                 return refuse(
                     StatusCode::FORBIDDEN,
-                    "this session belongs to another token; start a new session with your own".into(),
+                    "this session belongs to another token; start a new session with your own"
+                        .into(),
                 );
             }
             // Also covers sessions restored after a restart, whose identity
@@ -179,13 +189,16 @@ pub async fn mcp(State(guard): State<Arc<Guard>>, request: Request, next: Next) 
 /// Guards `/v1/*`: `post` says whether the route sends messages.
 async fn trigger(guard: &Guard, mut request: Request, next: Next, sends: bool) -> Response {
     if let Err(response) = guard.check_origin(request.headers()) {
-        return response;
+        return *response;
     }
     match guard.authenticate(request.headers()) {
-        Err(response) => response,
+        Err(response) => *response,
         Ok(Some(p)) if sends && !p.role.may_trigger() => refuse(
             StatusCode::FORBIDDEN,
-            format!("the token of {} is for agents; triggers need a token with role trigger or admin", p.name),
+            format!(
+                "the token of {} is for agents; triggers need a token with role trigger or admin",
+                p.name
+            ),
         ),
         Ok(principal) => {
             if let Some(p) = principal {
@@ -207,10 +220,20 @@ mod tests {
 
     #[test]
     fn loopback_origins_are_recognised() {
-        for ok in ["http://localhost:6274", "http://127.0.0.1", "https://[::1]:3000", "http://localhost"] {
+        for ok in [
+            "http://localhost:6274",
+            "http://127.0.0.1",
+            "https://[::1]:3000",
+            "http://localhost",
+        ] {
             assert!(is_loopback_origin(ok), "{ok}");
         }
-        for bad in ["http://evil.example", "http://localhost.evil.example", "null", "http://127.0.0.1.nip.io"] {
+        for bad in [
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "null",
+            "http://127.0.0.1.nip.io",
+        ] {
             assert!(!is_loopback_origin(bad), "{bad}");
         }
     }

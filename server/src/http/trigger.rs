@@ -74,7 +74,9 @@ pub fn parse_body(bytes: &[u8]) -> Result<TriggerMessage, BodyError> {
             return Err(BodyError::ReservedKey(key));
         }
         let serde_json::Value::String(value) = value else {
-            return Err(BodyError::Malformed(format!("meta value of {key} must be a string")));
+            return Err(BodyError::Malformed(format!(
+                "meta value of {key} must be a string"
+            )));
         };
         if key.len() > MAX_META_KEY_BYTES || value.len() > MAX_META_VALUE_BYTES {
             return Err(BodyError::MetaTooLarge);

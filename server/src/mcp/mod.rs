@@ -29,6 +29,8 @@ pub struct McpOptions {
     /// Disables rmcp's Host-header allow-list (loopback names only) when the
     /// server is bound to a non-loopback address.
     pub any_host: bool,
+    /// Prefix of session ids: the replica id in cluster mode.
+    pub session_prefix: Option<String>,
 }
 
 /// Builds the `/mcp` service and starts the reaper of idle sessions.
@@ -42,12 +44,15 @@ pub fn service(
     StreamableHttpService<Switchboard, AgentSessions>,
     Arc<AgentSessions>,
 ) {
-    let sessions = Arc::new(AgentSessions::new(
-        LocalSessionManager::default(),
-        bus.registry().clone(),
-        store.clone(),
-        identities,
-    ));
+    let sessions = Arc::new(
+        AgentSessions::new(
+            LocalSessionManager::default(),
+            bus.registry().clone(),
+            store.clone(),
+            identities,
+        )
+        .with_session_prefix(options.session_prefix),
+    );
     sessions.spawn_reaper(options.session_idle, shutdown.clone());
     let mut config = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))

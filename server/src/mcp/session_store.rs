@@ -120,7 +120,9 @@ impl SessionFile {
         .await;
         match result {
             Ok(()) => self.written.store(version, Ordering::SeqCst),
-            Err(error) => tracing::warn!(path = %self.path.display(), %error, "could not save sessions; names will not survive a restart"),
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "could not save sessions; names will not survive a restart")
+            }
         }
     }
 

@@ -21,9 +21,13 @@ use rmcp::{
     model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
     transport::{
         WorkerTransport,
+        common::server_side_http::session_id,
         streamable_http_server::session::{
             RestoreOutcome, ServerSseMessage, SessionId, SessionManager,
-            local::{LocalSessionManager, LocalSessionManagerError, LocalSessionWorker},
+            local::{
+                LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
+                create_local_session,
+            },
         },
     },
 };
@@ -53,6 +57,9 @@ pub struct AgentSessions {
     store: Arc<SessionFile>,
     identities: Arc<Identities>,
     last_seen: Mutex<HashMap<String, Instant>>,
+    /// Starts every session id (`<prefix>.<uuid>`), so a load balancer in
+    /// front of several replicas can send a session's requests to the one holding it.
+    session_prefix: Option<String>,
 }
 
 impl AgentSessions {
@@ -73,7 +80,13 @@ impl AgentSessions {
             store,
             identities,
             last_seen: Mutex::new(HashMap::new()),
+            session_prefix: None,
         }
+    }
+
+    pub fn with_session_prefix(mut self, prefix: Option<String>) -> Self {
+        self.session_prefix = prefix;
+        self
     }
 
     fn touch(&self, id: &SessionId) {
@@ -204,7 +217,17 @@ impl SessionManager for AgentSessions {
     type Transport = WorkerTransport<LocalSessionWorker>;
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
-        let (id, transport) = self.inner.create_session().await?;
+        let (id, transport) = match &self.session_prefix {
+            None => self.inner.create_session().await?,
+            Some(prefix) => {
+                // What rmcp's own `create_session` does, with our id.
+                let id: SessionId = format!("{prefix}.{}", session_id()).into();
+                let (handle, worker) =
+                    create_local_session(id.clone(), self.inner.session_config.clone());
+                self.inner.sessions.write().await.insert(id.clone(), handle);
+                (id, WorkerTransport::spawn(worker))
+            }
+        };
         self.touch(&id);
         Ok((id, transport))
     }

@@ -109,11 +109,12 @@ impl RedisCluster {
             url: options.url.clone(),
             cause,
         })?;
+        let database = client.get_connection_info().redis_settings().db();
         Ok(Arc::new(Self {
             client,
             conn,
             directory: Directory::default(),
-            router: Router::new(&options.replica, options.route_timeout),
+            router: Router::new(&options.replica, database, options.route_timeout),
             replica: options.replica,
             lease: options.lease,
             nudge: Notify::new(),

@@ -12,7 +12,10 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::RedisCluster;
-use crate::registry::{Held, Registry};
+use crate::{
+    cluster::{Cluster, ClusterError},
+    registry::{Held, Registry},
+};
 
 pub(super) async fn keep_leases(
     cluster: Arc<RedisCluster>,
@@ -49,19 +52,19 @@ pub(super) async fn keep_leases(
                 continue;
             }
         }
-        let now: HashSet<(String, String)> = held
-            .into_iter()
-            .map(|h| (h.session, h.name))
-            .collect();
+        let now: HashSet<(String, String)> =
+            held.into_iter().map(|h| (h.session, h.name)).collect();
         lost.retain(|key| now.contains(key));
         for (session, name) in registered.difference(&now) {
-            crate::cluster::Cluster::release(&*cluster, session, name).await;
+            cluster.release(session, name).await;
         }
         registered = now;
     }
     // A clean stop: the agents leave the listing now, not when the lease lapses.
+    let current = registry.upgrade().map(|r| r.held()).unwrap_or_default();
+    registered.extend(current.into_iter().map(|h| (h.session, h.name)));
     for (session, name) in &registered {
-        crate::cluster::Cluster::release(&*cluster, session, name).await;
+        cluster.release(session, name).await;
     }
 }
 
@@ -69,10 +72,11 @@ async fn renew(
     cluster: &RedisCluster,
     held: &[Held],
     lost: &mut HashSet<(String, String)>,
-) -> Result<(), crate::cluster::ClusterError> {
+) -> Result<(), ClusterError> {
     let mut conn = cluster.conn.clone();
     for agent in held {
-        let registration = cluster.registration(&agent.session, &agent.name, agent.order, agent.online);
+        let registration =
+            cluster.registration(&agent.session, &agent.name, agent.order, agent.online);
         let kept = cluster.directory.claim(&mut conn, &registration).await?;
         let key = (agent.session.clone(), agent.name.clone());
         if kept {

@@ -34,10 +34,6 @@ use crate::{
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-fn channel(replica: &str) -> String {
-    format!("switchboard:replica:{replica}")
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "frame", rename_all = "snake_case")]
 enum Frame {
@@ -64,6 +60,9 @@ enum Outcome {
 
 pub struct Router {
     replica: String,
+    /// Channels are per server, not per database: the database number keeps
+    /// clusters sharing one Redis server apart.
+    channel_prefix: String,
     timeout: Duration,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
@@ -82,13 +81,18 @@ impl Drop for Pending<'_> {
 }
 
 impl Router {
-    pub fn new(replica: &str, timeout: Duration) -> Self {
+    pub fn new(replica: &str, database: i64, timeout: Duration) -> Self {
         Self {
             replica: replica.to_owned(),
+            channel_prefix: format!("switchboard:{database}:replica:"),
             timeout,
             next_id: AtomicU64::new(1),
             pending: Mutex::default(),
         }
+    }
+
+    fn channel(&self, replica: &str) -> String {
+        format!("{}{replica}", self.channel_prefix)
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Outcome>>> {
@@ -115,7 +119,7 @@ impl Router {
         let receivers: usize = call(
             "publish a message",
             redis::cmd("PUBLISH")
-                .arg(channel(&to.replica))
+                .arg(self.channel(&to.replica))
                 .arg(serde_json::to_string(&frame).expect("frames are plain JSON"))
                 .query_async(conn),
         )
@@ -165,7 +169,7 @@ impl Router {
                     let published = call(
                         "acknowledge a message",
                         redis::cmd("PUBLISH")
-                            .arg(channel(&reply_to))
+                            .arg(cluster.router.channel(&reply_to))
                             .arg(serde_json::to_string(&ack).expect("frames are plain JSON"))
                             .query_async::<usize>(&mut cluster.conn.clone()),
                     )
@@ -176,7 +180,9 @@ impl Router {
                     }
                 });
             }
-            Err(error) => tracing::warn!(%error, "ignoring a malformed frame on the replica channel"),
+            Err(error) => {
+                tracing::warn!(%error, "ignoring a malformed frame on the replica channel")
+            }
         }
     }
 }
@@ -209,7 +215,9 @@ pub(super) async fn listen(
     loop {
         let subscribe = async {
             let mut pubsub = cluster.client.get_async_pubsub().await?;
-            pubsub.subscribe(channel(&cluster.replica)).await?;
+            pubsub
+                .subscribe(cluster.router.channel(&cluster.replica))
+                .await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         let attempt = tokio::select! {
@@ -242,7 +250,10 @@ pub(super) async fn listen(
                 tracing::warn!(%error, retry_ms = backoff.as_millis() as u64, "cannot subscribe to Redis")
             }
             Err(_) => {
-                tracing::warn!(retry_ms = backoff.as_millis() as u64, "cannot subscribe to Redis: no answer")
+                tracing::warn!(
+                    retry_ms = backoff.as_millis() as u64,
+                    "cannot subscribe to Redis: no answer"
+                )
             }
         }
         tokio::select! {
@@ -281,7 +292,10 @@ mod tests {
             outcome: Outcome::Full { waiting: 3 },
         };
         let wire = serde_json::to_string(&ack).unwrap();
-        assert_eq!(wire, r#"{"frame":"ack","id":7,"outcome":{"full":{"waiting":3}}}"#);
+        assert_eq!(
+            wire,
+            r#"{"frame":"ack","id":7,"outcome":{"full":{"waiting":3}}}"#
+        );
         assert!(matches!(
             serde_json::from_str(&wire).unwrap(),
             Frame::Ack {

@@ -91,7 +91,9 @@ impl RedisStore {
             .block_on(async move { tokio::time::timeout(OP_TIMEOUT, op(conn)).await })
         {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) if error.code() == Some("ERR") && error.to_string().contains("not an integer") => {
+            Ok(Err(error))
+                if error.code() == Some("ERR") && error.to_string().contains("not an integer") =>
+            {
                 Err(StoreError::NotACounter(key.to_owned()))
             }
             Ok(Err(error)) => Err(StoreError::Unavailable(error.to_string())),
@@ -107,7 +109,10 @@ impl KvStore for RedisStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError> {
         let redis_key = self::key(namespace, key)?;
         self.run(key, |mut conn| async move {
-            redis::cmd("GET").arg(redis_key).query_async(&mut conn).await
+            redis::cmd("GET")
+                .arg(redis_key)
+                .query_async(&mut conn)
+                .await
         })
     }
 
@@ -124,7 +129,9 @@ impl KvStore for RedisStore {
         if ttl.is_some() {
             command.arg("PX").arg(ttl_ms(ttl));
         }
-        self.run(key, |mut conn| async move { command.query_async(&mut conn).await })
+        self.run(key, |mut conn| async move {
+            command.query_async(&mut conn).await
+        })
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
@@ -144,7 +151,9 @@ impl KvStore for RedisStore {
     ) -> Result<i64, StoreError> {
         let mut invocation = self.incr.key(self::key(namespace, key)?);
         invocation.arg(delta).arg(ttl_ms(ttl));
-        self.run(key, |mut conn| async move { invocation.invoke_async(&mut conn).await })
+        self.run(key, |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
+        })
     }
 
     fn compare_and_swap(
@@ -163,7 +172,10 @@ impl KvStore for RedisStore {
             .arg(new)
             .arg(ttl_ms(ttl));
         self.run(key, |mut conn| async move {
-            invocation.invoke_async::<i64>(&mut conn).await.map(|swapped| swapped == 1)
+            invocation
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map(|swapped| swapped == 1)
         })
     }
 }
