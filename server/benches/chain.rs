@@ -107,6 +107,8 @@ impl Plugins {
         ChainStage::open(ChainOptions {
             plugins_dir: self.dir.path().to_owned(),
             build: false,
+            chain_file: None,
+            clock: Default::default(),
             max_content_bytes: 1 << 20,
         })
         .unwrap()

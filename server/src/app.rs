@@ -117,6 +117,8 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     let options = ChainOptions {
         plugins_dir: cli.plugins.clone(),
         build: !cli.no_build,
+        chain_file: None,
+        clock: Default::default(),
         max_content_bytes: cli.max_message_bytes,
     };
     // Loading compiles components (up to seconds) and may run cargo (minutes).

@@ -24,6 +24,43 @@ pub struct Cli {
 pub enum Command {
     /// Read a token on stdin and print the `sha256` line for the auth file.
     HashToken,
+    /// Run a corpus of messages through a filter chain and report what it
+    /// would do, before the chain goes live.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Folder the chain's components and `source` crates are relative to.
+    #[arg(long, default_value = "./plugins")]
+    pub plugins: PathBuf,
+
+    /// The chain file to try (default: `<plugins>/chain.toml`).
+    #[arg(long)]
+    pub chain: Option<PathBuf>,
+
+    /// One JSON object per line: {"text", "from"?, "to"?, "meta"?, "label"?: 0|1, "ts_ms"?}.
+    pub input: PathBuf,
+
+    /// Print a line per message (verdict, filter, reason or rewrite).
+    #[arg(long, short)]
+    pub verbose: bool,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Fail (exit 1) if the chain's recall on labelled lines is below this.
+    #[arg(long)]
+    pub min_recall: Option<f64>,
+
+    /// Fail (exit 1) if the chain's false-positive rate on labelled lines is above this.
+    #[arg(long)]
+    pub max_false_positive_rate: Option<f64>,
+
+    /// Largest content a filter may rewrite a message to, as in the server.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
 }
 
 #[derive(Debug, Clone, Args)]

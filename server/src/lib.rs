@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod chain;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod delivery;

@@ -1,11 +1,11 @@
 //! The `switchboard` binary: parses the command line and runs the server.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 use clap::Parser;
 use server::{
     app, auth,
-    cli::{Cli, Command},
+    cli::{CheckArgs, Cli, Command},
 };
 
 #[tokio::main]
@@ -22,6 +22,9 @@ async fn main() -> std::process::ExitCode {
         println!("sha256 = \"{}\"", auth::hash_token(token.trim()));
         return std::process::ExitCode::SUCCESS;
     }
+    if let Some(Command::Check(args)) = cli.command {
+        return check(args);
+    }
     app::init_tracing(cli.serve.log_format);
     match app::run(cli.serve).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -30,5 +33,78 @@ async fn main() -> std::process::ExitCode {
             eprintln!("switchboard: {error}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `switchboard check`: 0 when the chain meets the thresholds, 1 when it
+/// misses one, 2 when the chain or the input cannot be used.
+fn check(args: CheckArgs) -> std::process::ExitCode {
+    // The report owns stdout (it may be JSON); logs go to stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let report = match server::check::run(
+        &args.plugins,
+        args.chain.clone(),
+        &args.input,
+        args.max_message_bytes,
+    ) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("switchboard check: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let printed = if args.json {
+        serde_json::to_writer_pretty(&mut out, &report.summary)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        server::check::print_human(
+            &report,
+            args.verbose,
+            &mut out,
+            &args.input.display().to_string(),
+        )
+    };
+    if let Err(error) = printed {
+        eprintln!("switchboard check: cannot print the report: {error}");
+        return std::process::ExitCode::from(2);
+    }
+    let chain = report
+        .summary
+        .quality
+        .as_ref()
+        .and_then(|q| q.get("chain"))
+        .cloned()
+        .unwrap_or_default();
+    let mut failed = false;
+    if let Some(min) = args.min_recall
+        && chain.recall.is_none_or(|r| r < min)
+    {
+        eprintln!(
+            "switchboard check: chain recall {:?} is below the required {min}",
+            chain.recall
+        );
+        failed = true;
+    }
+    if let Some(max) = args.max_false_positive_rate
+        && chain.false_positive_rate.is_none_or(|r| r > max)
+    {
+        eprintln!(
+            "switchboard check: chain false-positive rate {:?} is above the allowed {max}",
+            chain.false_positive_rate
+        );
+        failed = true;
+    }
+    if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::{ResourceLimiter, Store, Trap, component::ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::clock::Clock;
 use super::{
     clip,
     component::one_line,
@@ -99,6 +100,7 @@ pub struct HostState {
     plugin: Arc<str>,
     config_json: Arc<str>,
     kv: Arc<dyn KvStore>,
+    clock: Clock,
     limiter: MemoryCap,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -143,7 +145,7 @@ impl log::Host for HostState {
 
 impl clock::Host for HostState {
     fn now_ms(&mut self) -> u64 {
-        crate::chain::now_ms()
+        self.clock.now_ms()
     }
 }
 
@@ -194,6 +196,7 @@ pub struct FilterRuntime {
     limits: Limits,
     config_json: Arc<str>,
     kv: Arc<dyn KvStore>,
+    clock: Clock,
     idle: Mutex<Vec<Warm>>,
 }
 
@@ -204,6 +207,7 @@ impl FilterRuntime {
         limits: Limits,
         config_json: &str,
         kv: Arc<dyn KvStore>,
+        clock: Clock,
     ) -> Self {
         Self {
             plugin: plugin.into(),
@@ -211,6 +215,7 @@ impl FilterRuntime {
             limits,
             config_json: config_json.into(),
             kv,
+            clock,
             idle: Mutex::default(),
         }
     }
@@ -246,6 +251,7 @@ impl FilterRuntime {
             plugin: self.plugin.clone(),
             config_json: self.config_json.clone(),
             kv: self.kv.clone(),
+            clock: self.clock.clone(),
             limiter: MemoryCap {
                 max_bytes: self.limits.memory_bytes,
             },

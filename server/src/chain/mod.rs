@@ -9,6 +9,7 @@
 //! chain when it enters, so a reload never changes the policy under a message
 //! in flight, and a reload never waits for messages.
 
+pub mod clock;
 pub mod component;
 pub mod config;
 pub mod engine;
@@ -35,6 +36,7 @@ use crate::{
 };
 
 use self::{
+    clock::Clock,
     component::{ComponentCache, LoadError},
     config::ConfigError,
     engine::EpochTicker,
@@ -70,6 +72,10 @@ pub struct ChainOptions {
     pub build: bool,
     /// Largest content a filter may rewrite a message to.
     pub max_content_bytes: usize,
+    /// Another chain file than `<plugins_dir>/chain.toml`.
+    pub chain_file: Option<PathBuf>,
+    /// The time filters see.
+    pub clock: Clock,
 }
 
 /// Compiles, links and instantiates filters; one per server.
@@ -78,11 +84,12 @@ struct Host {
     linker: Linker<HostState>,
     cache: ComponentCache,
     kv: Arc<dyn KvStore>,
+    clock: Clock,
     _ticker: EpochTicker,
 }
 
 impl Host {
-    fn new(kv: Arc<dyn KvStore>) -> Result<Self, ChainError> {
+    fn new(kv: Arc<dyn KvStore>, clock: Clock) -> Result<Self, ChainError> {
         let engine = engine::new_engine().map_err(|e| ChainError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         instance::link(&mut linker).map_err(|e| ChainError::Engine(e.to_string()))?;
@@ -93,6 +100,7 @@ impl Host {
             linker,
             cache: ComponentCache::default(),
             kv,
+            clock,
             _ticker: ticker,
         })
     }
@@ -131,9 +139,12 @@ impl ChainStage {
             .plugins_dir
             .canonicalize()
             .unwrap_or(options.plugins_dir);
-        let chain_file = dir.join(CHAIN_FILE);
+        let chain_file = match options.chain_file {
+            Some(file) => file.canonicalize().unwrap_or(file),
+            None => dir.join(CHAIN_FILE),
+        };
         let inner = Inner {
-            host: Host::new(kv)?,
+            host: Host::new(kv, options.clock)?,
             max_content_bytes: options.max_content_bytes,
             active: ArcSwap::from_pointee(Chain {
                 generation: 0,
@@ -201,6 +212,7 @@ impl Inner {
                 spec.limits,
                 &spec.config_json,
                 self.host.kv.clone(),
+                self.host.clock.clone(),
             );
             filters.push(LoadedFilter {
                 spec,

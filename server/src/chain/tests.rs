@@ -46,6 +46,8 @@ impl Plugins {
             ChainOptions {
                 plugins_dir: self.dir.path().to_owned(),
                 build: false,
+                chain_file: None,
+                clock: Default::default(),
                 max_content_bytes: MAX_CONTENT,
             },
             Arc::new(MemoryStore::default()),

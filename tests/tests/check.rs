@@ -1,0 +1,110 @@
+//! `switchboard check` end to end: the bundled chain on the labelled corpus,
+//! and a broken chain refused with the server's error.
+
+use anyhow::Result;
+use serde_json::Value;
+
+fn check(args: &[&str]) -> Result<std::process::Output> {
+    tests::ensure_plugins_built();
+    Ok(std::process::Command::new(tests::binary())
+        .current_dir(tests::repo_root())
+        .arg("check")
+        .args(args)
+        .output()?)
+}
+
+#[test]
+fn the_bundled_chain_stops_the_corpus_attacks_and_passes_the_chat() -> Result<()> {
+    let output = check(&[
+        "--plugins",
+        "plugins",
+        "--json",
+        "--min-recall",
+        "0.9",
+        "--max-false-positive-rate",
+        "0.05",
+        "plugins/testdata/corpus.jsonl",
+    ])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(
+        summary["order"],
+        serde_json::json!(["rate-limit", "injection-guard", "redact"])
+    );
+    let chain = &summary["quality"]["chain"];
+    assert!(chain["recall"].as_f64().unwrap() >= 0.9, "{chain}");
+    assert!(summary["chain"]["rejected"].as_u64().unwrap() > 0);
+    assert!(summary["chain"]["rewritten"].as_u64().unwrap() > 0);
+    Ok(())
+}
+
+#[test]
+fn a_broken_chain_or_input_is_refused_clearly() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain,
+        "[[filter]]\nname = \"x\"\ncomponent = \"missing.wasm\"\n",
+    )?;
+    let corpus = dir.path().join("corpus.jsonl");
+    std::fs::write(&corpus, "{\"text\": \"hello\"}\n")?;
+    let output = check(&[
+        "--plugins",
+        "plugins",
+        "--chain",
+        chain.to_str().unwrap(),
+        corpus.to_str().unwrap(),
+    ])?;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("missing.wasm"), "{stderr}");
+
+    std::fs::write(&corpus, "{\"text\": \"hello\"}\nnot json\n")?;
+    let output = check(&["--plugins", "plugins", corpus.to_str().unwrap()])?;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 2"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn rate_limits_follow_the_corpus_timing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let corpus = dir.path().join("burst.jsonl");
+    let burst: String = (0..12)
+        .map(|n| {
+            format!(
+                "{{\"text\": \"status {n}\", \"from\": \"a\", \"ts_ms\": {}}}\n",
+                1_000 + n
+            )
+        })
+        .collect();
+    std::fs::write(&corpus, burst)?;
+    let output = check(&["--plugins", "plugins", "--json", corpus.to_str().unwrap()])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(
+        summary["filters"]["rate-limit"]["rejected"], 2,
+        "burst of 10 allowed, then refused"
+    );
+
+    let spaced = dir.path().join("spaced.jsonl");
+    std::fs::write(
+        &spaced,
+        (0..12)
+            .map(|n| format!("{{\"text\": \"status {n}\", \"from\": \"a\"}}\n"))
+            .collect::<String>(),
+    )?;
+    let output = check(&["--plugins", "plugins", "--json", spaced.to_str().unwrap()])?;
+    let summary: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(
+        summary["filters"]["rate-limit"]["rejected"], 0,
+        "untimed lines are a minute apart"
+    );
+    Ok(())
+}
