@@ -105,20 +105,16 @@ impl LocalAgent {
     /// moments ago, waits out the grace period for it to come back (Claude
     /// Code re-opens within a second).
     pub async fn hand_over(&self, notification: ServerJsonRpcMessage) -> Result<(), PushError> {
-        match self.outbox.push(notification.clone()) {
-            Err(PushError::Offline) => {
-                let wait = self
-                    .reconnecting_until
-                    .map(|until| until.saturating_duration_since(Instant::now()))
-                    .unwrap_or_default();
-                if self.outbox.wait_attached(wait).await {
-                    self.outbox.push(notification)
-                } else {
-                    Err(PushError::Offline)
-                }
-            }
-            other => other,
+        if !self.outbox.is_attached() {
+            let wait = self
+                .reconnecting_until
+                .map(|until| until.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            self.outbox.wait_attached(wait).await;
         }
+        // A stream that drops between the check and the push is reported as
+        // offline: the sender hears "not delivered", never a silent loss.
+        self.outbox.push(notification)
     }
 }
 

@@ -14,10 +14,11 @@ use serde::Deserialize;
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_MEMORY_MIB: u32 = 16;
 /// CPU budget per call in wasm fuel units (about one per instruction). The
-/// bundled regex filters use under 10 M on a 64 KB message (see
-/// docs/performance.md), so this leaves ample headroom while still stopping a
-/// spinning filter long before its deadline.
-pub const DEFAULT_FUEL: u64 = 500_000_000;
+/// hungriest bundled filter, injection-guard, needs up to 2^30 on a 64 KB
+/// message (docs/performance.md); four times that keeps ordinary traffic
+/// clear of the limit. A tight loop burns it in about a second, so for such a
+/// filter the deadline and the fuel fire at about the same time.
+pub const DEFAULT_FUEL: u64 = 4_000_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
