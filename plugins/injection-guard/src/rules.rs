@@ -11,6 +11,8 @@ use std::fmt;
 
 use regex_lite::{Match, Regex};
 
+use crate::keywords::Keywords;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     HiddenUnicode,
@@ -126,17 +128,166 @@ const SECRET_FILE_TOPICS: &[&str] = &[
 /// How far from a credential file a verb may stand and still be about it.
 const VERB_WINDOW: usize = 80;
 
+/// Words a pattern cannot match without: alternatives, each a list of
+/// groups that must all have one of their words in the text. Every literal
+/// word is ASCII (regex-lite folds ASCII case only), so a keyword missing from
+/// the text proves the pattern finds nothing and it need not run.
+type Gate = &'static [&'static [&'static [&'static str]]];
+
+const FAKE_TAG_GATE: Gate = &[&[&[
+    "<|",
+    "<<",
+    "<system",
+    "</system",
+    "<tool_",
+    "</tool_",
+    "<function_",
+    "</function_",
+    "<channel",
+    "</channel",
+    "[inst",
+    "[/inst",
+    "##",
+]]];
+
+const OVERRIDE_VERBS: &[&str] = &["ignore", "disregard", "forget", "abandon", "discard"];
+const OVERRIDE_NOUNS: &[&str] = &[
+    "instruction",
+    "prompt",
+    "direction",
+    "directive",
+    "rules",
+    "guidelines",
+    "programming",
+    "constraints",
+];
+const OVERRIDE_GATE: Gate = &[
+    &[OVERRIDE_VERBS, OVERRIDE_NOUNS],
+    &[OVERRIDE_VERBS, &["told", "above"]],
+    &[&["follow", "obey"], OVERRIDE_NOUNS],
+    &[&["instruction"], &[":"]],
+];
+
+// "DAN" in capitals except in "DAN mode", which ignores case.
+const ROLE_PLAY_GATE: Gate = &[
+    &[&[
+        "DAN",
+        "unrestricted",
+        "unfiltered",
+        "uncensored",
+        "jailbr",
+        "evil",
+        "rogue",
+        "longer",
+        "free",
+        "anything",
+        "restrictions",
+        "rules",
+        "guidelines",
+        "filters",
+        "limitations",
+        "safety",
+        "ethics",
+        "morals",
+        "polic",
+        "censorship",
+        "persona",
+        "identity",
+        "prompt",
+        "character",
+        "different",
+    ]],
+    &[&["dan"], &["mode"]],
+];
+
+const SECRET_ASK_GATE: Gate = &[&[
+    &["your"],
+    &[
+        "key",
+        "token",
+        "credentials",
+        "password",
+        "secrets",
+        "vars",
+        "variables",
+        "prompt",
+        "instructions",
+    ],
+]];
+
+const KEY_FILE_GATE: Gate = &[&[&[
+    "id_",
+    ".aws",
+    "git-credentials",
+    "shadow",
+    ".gnupg",
+    "private-keys",
+]]];
+
+const SECRET_FILE_GATE: Gate = &[&[&[
+    ".env",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".pgpass",
+    ".docker",
+    ".kube",
+    "credentials.json",
+    "secrets.y",
+]]];
+
+const COMMAND_GATE: Gate = &[&[&[
+    "curl",
+    "wget",
+    "/dev/tcp",
+    "rm ",
+    "rm\t",
+    "iex",
+    "invoke-expression",
+    " -e ",
+    " -c ",
+    ":(",
+]]];
+
+/// A [`Gate`] resolved against the instance's [`Keywords`].
+struct Gated {
+    /// Per alternative, one keyword set per group.
+    alternatives: Vec<Vec<u128>>,
+    regex: Regex,
+}
+
+impl Gated {
+    fn new(keywords: &Keywords, gate: Gate, pattern: &str) -> Self {
+        Self {
+            alternatives: gate
+                .iter()
+                .map(|groups| groups.iter().map(|words| keywords.mask(words)).collect())
+                .collect(),
+            regex: Regex::new(pattern).expect("built-in pattern compiles"),
+        }
+    }
+
+    /// The pattern, if the keywords `found` in the text let it match at all.
+    fn open(&self, found: u128) -> Option<&Regex> {
+        self.alternatives
+            .iter()
+            .any(|groups| groups.iter().all(|&set| found & set != 0))
+            .then_some(&self.regex)
+    }
+}
+
 /// The compiled rules; built once per instance.
 pub struct TextRules {
-    override_phrase: Regex,
-    role_play: Regex,
-    fake_tag: Regex,
-    key_file: Regex,
-    secret_file: Regex,
+    keywords: Keywords,
+    override_phrase: Gated,
+    role_play: Gated,
+    fake_tag: Gated,
+    key_file: Gated,
+    secret_file: Gated,
     any_verb: Regex,
     move_verb: Regex,
-    secret_ask: Regex,
-    command: Regex,
+    secret_ask: Gated,
+    command: Gated,
     url_host: Regex,
     allow_pipe_hosts: Vec<String>,
 }
@@ -145,76 +296,58 @@ impl TextRules {
     /// `allow_pipe_hosts`: hosts whose install scripts may be piped into a
     /// shell (`curl … | sh`) without a finding.
     pub fn new(allow_pipe_hosts: Vec<String>) -> Self {
+        let gates = [
+            FAKE_TAG_GATE,
+            OVERRIDE_GATE,
+            ROLE_PLAY_GATE,
+            SECRET_ASK_GATE,
+            KEY_FILE_GATE,
+            SECRET_FILE_GATE,
+            COMMAND_GATE,
+        ];
+        let keywords = Keywords::new(
+            gates
+                .iter()
+                .flat_map(|gate| gate.iter().copied().flatten().copied().flatten())
+                .copied(),
+        );
+        let gated = |gate, pattern| Gated::new(&keywords, gate, pattern);
         let compile = |pattern: &str| Regex::new(pattern).expect("built-in pattern compiles");
         Self {
-            override_phrase: compile(OVERRIDE),
-            role_play: compile(ROLE_PLAY),
-            fake_tag: compile(FAKE_TAG),
-            key_file: compile(KEY_FILE),
-            secret_file: compile(SECRET_FILE),
+            override_phrase: gated(OVERRIDE_GATE, OVERRIDE),
+            role_play: gated(ROLE_PLAY_GATE, ROLE_PLAY),
+            fake_tag: gated(FAKE_TAG_GATE, FAKE_TAG),
+            key_file: gated(KEY_FILE_GATE, KEY_FILE),
+            secret_file: gated(SECRET_FILE_GATE, SECRET_FILE),
             any_verb: compile(ANY_VERB),
             move_verb: compile(MOVE_VERB),
-            secret_ask: compile(SECRET_ASK),
-            command: compile(COMMAND),
+            secret_ask: gated(SECRET_ASK_GATE, SECRET_ASK),
+            command: gated(COMMAND_GATE, COMMAND),
             url_host: compile(URL_HOST),
             allow_pipe_hosts: allow_pipe_hosts
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            keywords,
         }
     }
 
     /// The first finding among the enabled rules, strongest signals first.
     ///
-    /// Each rule first checks the lowercased text for words its patterns
-    /// cannot match without: regex-lite costs tens of microseconds per KiB
-    /// per pattern, a substring search almost nothing, and most messages
-    /// trip no rule at all.
+    /// Each pattern runs only if the text holds the words it cannot match
+    /// without (see [`Gate`]); most messages trip no rule at all.
     pub fn scan(&self, text: &str, enabled: impl Fn(Rule) -> bool) -> Option<Finding> {
-        let lower = text.to_ascii_lowercase();
-        let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+        let found = self.keywords.find(text);
         let checks: [(Rule, &dyn Fn() -> Option<String>); 5] = [
-            (Rule::FakeTag, &|| {
-                has(&["<", "[inst", "[/inst", "##"])
-                    .then(|| self.fake_tag(text))
-                    .flatten()
-            }),
+            (Rule::FakeTag, &|| self.fake_tag(text, found)),
             (Rule::InstructionOverride, &|| {
-                has(&[
-                    "ignore",
-                    "disregard",
-                    "forget",
-                    "abandon",
-                    "discard",
-                    "follow",
-                    "obey",
-                    "instruction",
-                ])
-                .then(|| self.override_phrase.find(text).map(quote))
-                .flatten()
+                self.override_phrase.open(found)?.find(text).map(quote)
             }),
             (Rule::RolePlay, &|| {
-                has(&["you", " as", "mode", "character", "anything now"])
-                    .then(|| self.role_play.find(text).map(quote))
-                    .flatten()
+                self.role_play.open(found)?.find(text).map(quote)
             }),
-            (Rule::SecretRequest, &|| self.secret_request(text, &lower)),
-            (Rule::CommandExecution, &|| {
-                has(&[
-                    "curl",
-                    "wget",
-                    "/dev/tcp",
-                    "rm ",
-                    "rm\t",
-                    "iex",
-                    "invoke-expression",
-                    " -e ",
-                    " -c ",
-                    ":(",
-                ])
-                .then(|| self.command(text))
-                .flatten()
-            }),
+            (Rule::SecretRequest, &|| self.secret_request(text, found)),
+            (Rule::CommandExecution, &|| self.command(text, found)),
         ];
         checks
             .into_iter()
@@ -222,34 +355,26 @@ impl TextRules {
             .find_map(|(rule, check)| check().map(|detail| Finding { rule, detail }))
     }
 
-    fn fake_tag(&self, text: &str) -> Option<String> {
+    fn fake_tag(&self, text: &str, found: u128) -> Option<String> {
         self.fake_tag
+            .open(found)?
             .find_iter(text)
             .find(|m| !names_a_tag(text, m))
             .map(quote)
     }
 
-    fn secret_request(&self, text: &str, lower: &str) -> Option<String> {
-        if lower.contains("your")
-            && let Some(m) = self
-                .secret_ask
-                .find_iter(text)
-                .find(|m| !negated(text, m.start()))
+    fn secret_request(&self, text: &str, found: u128) -> Option<String> {
+        if let Some(m) = self
+            .secret_ask
+            .open(found)
+            .and_then(|ask| ask.find_iter(text).find(|m| !negated(text, m.start())))
         {
             return Some(quote(m));
         }
-        let key_files = [
-            "id_",
-            ".aws",
-            "git-credentials",
-            "shadow",
-            ".gnupg",
-            "private-keys",
-        ];
-        let key_file_matches = key_files
-            .iter()
-            .any(|n| lower.contains(n))
-            .then(|| self.key_file.find_iter(text))
+        let key_file_matches = self
+            .key_file
+            .open(found)
+            .map(|files| files.find_iter(text))
             .into_iter()
             .flatten();
         for file in key_file_matches {
@@ -261,21 +386,10 @@ impl TextRules {
                 return Some(quote_span(text, span));
             }
         }
-        let secret_files = [
-            ".env",
-            ".netrc",
-            ".npmrc",
-            ".pypirc",
-            ".pgpass",
-            ".docker",
-            ".kube",
-            "credentials.json",
-            "secrets.y",
-        ];
-        let secret_file_matches = secret_files
-            .iter()
-            .any(|n| lower.contains(n))
-            .then(|| self.secret_file.find_iter(text))
+        let secret_file_matches = self
+            .secret_file
+            .open(found)
+            .map(|files| files.find_iter(text))
             .into_iter()
             .flatten();
         for file in secret_file_matches {
@@ -289,8 +403,9 @@ impl TextRules {
         None
     }
 
-    fn command(&self, text: &str) -> Option<String> {
+    fn command(&self, text: &str, found: u128) -> Option<String> {
         self.command
+            .open(found)?
             .find_iter(text)
             .find(|m| !self.allowed_pipe(m.as_str()))
             .map(quote)

@@ -4,6 +4,12 @@
 /// Describes the first hidden character (or run of tag characters) in `text`,
 /// or `None` when every invisible character present has a benign use there.
 pub fn find_hidden(text: &str) -> Option<String> {
+    // Every character this looks for is encoded in UTF-8 with one of these
+    // lead bytes (U+2xxx, U+FEFF, U+E00xx); most text has none, and then
+    // decoding it into characters is wasted work.
+    if !text.bytes().any(|b| matches!(b, 0xE2 | 0xEF | 0xF3)) {
+        return None;
+    }
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
     while i < chars.len() {

@@ -7,14 +7,34 @@
 
 use regex_lite::{Captures, Regex};
 
+use crate::keywords::Keywords;
+
+/// A cheap test on the original text that must pass before the regex runs:
+/// regex-lite costs tens of microseconds per KiB per pattern, and most
+/// messages hold no secret. Words are ASCII and matched ignoring ASCII case.
+pub enum Trigger {
+    Any(&'static [&'static str]),
+    All(&'static [&'static str]),
+    /// `min` digits with nothing but `separators` between them.
+    Digits(usize, &'static [u8]),
+}
+
+impl Trigger {
+    fn words(&self) -> &'static [&'static str] {
+        match self {
+            Trigger::Any(words) | Trigger::All(words) => words,
+            Trigger::Digits(..) => &[],
+        }
+    }
+}
+
 pub struct Detector {
     /// Shown in the replacement `[REDACTED:<kind>]` and the `redacted` meta.
     pub kind: &'static str,
     pub pii: bool,
-    /// A cheap test on the lowercased text that must pass before the regex
-    /// runs: regex-lite costs tens of microseconds per KiB per pattern, a
-    /// substring search almost nothing, and most messages hold no secret.
-    prefilter: fn(&str) -> bool,
+    trigger: Trigger,
+    /// The trigger's words among the [`Keywords`] of [`all`].
+    words: u128,
     regex: Regex,
     /// Which capture group is the secret; the rest of the match is context
     /// that stays (the user name in a URL, the key in `key = value`).
@@ -26,7 +46,7 @@ impl Detector {
     fn new(
         kind: &'static str,
         pii: bool,
-        prefilter: fn(&str) -> bool,
+        trigger: Trigger,
         pattern: &str,
         group: usize,
         accept: fn(&str) -> bool,
@@ -34,17 +54,28 @@ impl Detector {
         Self {
             kind,
             pii,
-            prefilter,
+            trigger,
+            words: 0,
             regex: Regex::new(pattern).expect("built-in pattern compiles"),
             group,
             accept,
         }
     }
 
+    /// Whether the trigger passes on `original`, whose keywords are `found`.
+    fn triggered(&self, original: &str, found: u128) -> bool {
+        match self.trigger {
+            Trigger::Any(_) => found & self.words != 0,
+            Trigger::All(_) => found & self.words == self.words,
+            Trigger::Digits(min, separators) => has_digit_run(original, min, separators),
+        }
+    }
+
     /// `text` with every accepted match replaced, or `None` if none was.
-    /// `lower` is the original text lowercased, for the prefilter.
-    pub fn redact(&self, text: &str, lower: &str) -> Option<String> {
-        if !(self.prefilter)(lower) {
+    /// The trigger is tested on `original`, the text before any detector
+    /// rewrote it, whose keywords are `found`.
+    pub fn redact(&self, text: &str, original: &str, found: u128) -> Option<String> {
+        if !self.triggered(original, found) {
             return None;
         }
         let mut changed = false;
@@ -65,14 +96,15 @@ impl Detector {
     }
 }
 
-/// Every detector, in the order they run. Earlier replacements cannot be
-/// matched again: `[REDACTED:…]` is neither a token nor a random value.
-pub fn all() -> Vec<Detector> {
-    vec![
+/// Every detector, in the order they run, and the keywords their triggers
+/// test. Earlier replacements cannot be matched again: `[REDACTED:…]` is
+/// neither a token nor a random value.
+pub fn all() -> (Keywords, Vec<Detector>) {
+    let mut detectors = vec![
         Detector::new(
             "private-key",
             false,
-            |t| t.contains("private key"),
+            Trigger::Any(&["private key"]),
             r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|(?:\s*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]+:[^\n]*))*)",
             0,
             always,
@@ -80,7 +112,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "aws-access-key",
             false,
-            |t| has_any(t, &["akia", "asia", "abia", "acca", "a3t"]),
+            Trigger::Any(&["akia", "asia", "abia", "acca", "a3t"]),
             r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
             0,
             always,
@@ -88,7 +120,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "aws-secret-key",
             false,
-            |t| t.contains("aws") && t.contains("secret"),
+            Trigger::All(&["aws", "secret"]),
             r#"(?i)aws[_\-\s.]*secret[_\-\s.]*(?:access[_\-\s.]*)?key["'\s]*(?:[:=]|=>|:=)\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+]|$)"#,
             1,
             always,
@@ -96,7 +128,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "github-token",
             false,
-            |t| has_any(t, &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
+            Trigger::Any(&["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
             r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b",
             0,
             always,
@@ -104,7 +136,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "gitlab-token",
             false,
-            |t| t.contains("glpat-"),
+            Trigger::Any(&["glpat-"]),
             r"\bglpat-[A-Za-z0-9_-]{20,}",
             0,
             always,
@@ -112,7 +144,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "slack-token",
             false,
-            |t| t.contains("xox"),
+            Trigger::Any(&["xox"]),
             r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
             0,
             always,
@@ -120,7 +152,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "slack-webhook",
             false,
-            |t| t.contains("hooks.slack.com"),
+            Trigger::Any(&["hooks.slack.com"]),
             r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]{20,}",
             0,
             always,
@@ -128,7 +160,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "stripe-key",
             false,
-            |t| t.contains("_live_"),
+            Trigger::Any(&["_live_"]),
             r"\b(?:sk|rk)_live_[A-Za-z0-9]{20,}\b",
             0,
             always,
@@ -136,7 +168,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "anthropic-key",
             false,
-            |t| t.contains("sk-ant-"),
+            Trigger::Any(&["sk-ant-"]),
             r"\bsk-ant-[A-Za-z0-9_-]{20,}",
             0,
             always,
@@ -144,7 +176,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "openai-key",
             false,
-            |t| t.contains("sk-"),
+            Trigger::Any(&["sk-"]),
             r"\bsk-(?:proj-|svcacct-|admin-)?([A-Za-z0-9_-]{20,})",
             1,
             mixed_case_and_digit,
@@ -152,7 +184,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "google-api-key",
             false,
-            |t| t.contains("aiza"),
+            Trigger::Any(&["aiza"]),
             r"\bAIza[0-9A-Za-z_-]{35}\b",
             0,
             always,
@@ -160,7 +192,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "npm-token",
             false,
-            |t| t.contains("npm_"),
+            Trigger::Any(&["npm_"]),
             r"\bnpm_[A-Za-z0-9]{36}\b",
             0,
             always,
@@ -168,7 +200,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "jwt",
             false,
-            |t| t.contains("eyj"),
+            Trigger::Any(&["eyj"]),
             r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
             0,
             always,
@@ -176,7 +208,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "url-password",
             false,
-            |t| t.contains("://"),
+            Trigger::Any(&["://"]),
             r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/?#@\[\]]+:([^\s/?#@]+)@",
             1,
             not_placeholder,
@@ -184,7 +216,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "bearer-token",
             false,
-            |t| t.contains("bearer"),
+            Trigger::Any(&["bearer"]),
             r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{20,})",
             1,
             looks_random,
@@ -192,7 +224,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "secret",
             false,
-            |t| has_any(t, &["key", "secret", "token", "passw", "pwd", "credential"]),
+            Trigger::Any(&["key", "secret", "token", "passw", "pwd", "credential"]),
             r#"(?i)(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|credentials?|private[_-]?key|access[_-]?key|auth[_-]?key)[A-Za-z0-9_.-]*["']?\s*(?:=|:|=>|:=)\s*["'`]?([^\s"'`,;&]{8,})"#,
             1,
             looks_random,
@@ -200,7 +232,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "email",
             true,
-            |t| t.contains('@'),
+            Trigger::Any(&["@"]),
             r"\b[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b",
             0,
             real_email,
@@ -208,7 +240,7 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "card",
             true,
-            |t| has_digit_run(t, 13, b" -"),
+            Trigger::Digits(13, b" -"),
             r"\b(?:\d[ -]?){12,18}\d\b",
             0,
             card_number,
@@ -216,20 +248,21 @@ pub fn all() -> Vec<Detector> {
         Detector::new(
             "phone",
             true,
-            |t| has_digit_run(t, 8, b" .-()+"),
+            Trigger::Digits(8, b" .-()+"),
             r"(?:^|[^\w+.-])(\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){1,4}|\+[1-9]\d{7,14}|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4})\b",
             1,
             phone_number,
         ),
-    ]
+    ];
+    let keywords = Keywords::new(detectors.iter().flat_map(|d| d.trigger.words()).copied());
+    for detector in &mut detectors {
+        detector.words = keywords.mask(detector.trigger.words());
+    }
+    (keywords, detectors)
 }
 
 fn always(_: &str) -> bool {
     true
-}
-
-fn has_any(text: &str, needles: &[&str]) -> bool {
-    needles.iter().any(|n| text.contains(n))
 }
 
 /// Whether `min` digits occur with nothing but `separators` between them.

@@ -4,12 +4,15 @@
 //! content and in meta values, and lists the kinds found in meta `redacted`.
 
 mod detectors;
+mod keywords;
 
 use plugin_sdk::{Config, ConfigError, Filter, Message, Verdict, export_filter};
 
 use detectors::Detector;
+use keywords::Keywords;
 
 pub struct Redact {
+    keywords: Keywords,
     detectors: Vec<Detector>,
 }
 
@@ -18,7 +21,7 @@ impl Filter for Redact {
         config.check_keys(&["pii", "disable"])?;
         let pii: bool = config.get_or("pii", true)?;
         let disable: Vec<String> = config.get_or("disable", Vec::new())?;
-        let all = detectors::all();
+        let (keywords, all) = detectors::all();
         if let Some(unknown) = disable
             .iter()
             .find(|kind| !all.iter().any(|d| d.kind == kind.as_str()))
@@ -30,6 +33,7 @@ impl Filter for Redact {
             ));
         }
         Ok(Self {
+            keywords,
             detectors: all
                 .into_iter()
                 .filter(|d| (pii || !d.pii) && !disable.iter().any(|k| k == d.kind))
@@ -83,10 +87,10 @@ export_filter!(Redact);
 impl Redact {
     /// The redacted text if anything was found, recording each kind found.
     fn redact(&self, text: &str, kinds: &mut Vec<String>) -> Option<String> {
-        let lower = text.to_ascii_lowercase();
+        let found = self.keywords.find(text);
         let mut current: Option<String> = None;
         for detector in &self.detectors {
-            if let Some(next) = detector.redact(current.as_deref().unwrap_or(text), &lower) {
+            if let Some(next) = detector.redact(current.as_deref().unwrap_or(text), text, found) {
                 kinds.push(detector.kind.to_owned());
                 current = Some(next);
             }
