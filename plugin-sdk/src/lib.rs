@@ -43,6 +43,7 @@ mod config;
 mod message;
 
 pub mod clock;
+pub mod keywords;
 pub mod log;
 pub mod store;
 #[cfg(not(target_arch = "wasm32"))]

@@ -6,7 +6,6 @@
 //! not trip, rather than broad ones that cry wolf (see `rules`).
 
 mod encoded;
-mod keywords;
 mod rules;
 mod unicode;
 

@@ -11,7 +11,7 @@ use std::fmt;
 
 use regex_lite::{Match, Regex};
 
-use crate::keywords::Keywords;
+use plugin_sdk::keywords::Keywords;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {

@@ -7,7 +7,7 @@
 
 use regex_lite::{Captures, Regex};
 
-use crate::keywords::Keywords;
+use plugin_sdk::keywords::Keywords;
 
 /// A cheap test on the original text that must pass before the regex runs:
 /// regex-lite costs tens of microseconds per KiB per pattern, and most

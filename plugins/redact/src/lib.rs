@@ -4,12 +4,11 @@
 //! content and in meta values, and lists the kinds found in meta `redacted`.
 
 mod detectors;
-mod keywords;
 
 use plugin_sdk::{Config, ConfigError, Filter, Message, Verdict, export_filter};
 
 use detectors::Detector;
-use keywords::Keywords;
+use plugin_sdk::keywords::Keywords;
 
 pub struct Redact {
     keywords: Keywords,

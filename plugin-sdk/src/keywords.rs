@@ -1,9 +1,10 @@
 //! Which of a fixed set of keywords occur in a text, found in one pass.
 //!
-//! Rules test these before running their patterns: regex-lite costs tens of
+//! A cheap gate before expensive patterns: regex-lite costs tens of
 //! microseconds per KiB per pattern, and one `str::contains` per keyword adds
 //! up to a pass over the text each; this pass looks at each byte once and
-//! compares only the keywords that start with it.
+//! compares only the keywords that start with it. A filter runs a pattern
+//! only when the keywords it cannot match without are present.
 
 pub struct Keywords {
     words: Vec<&'static [u8]>,
