@@ -1,17 +1,19 @@
 //! Which of a fixed set of keywords occur in a text, found in one pass.
 //!
 //! A cheap gate before expensive patterns: regex-lite costs tens of
-//! microseconds per KiB per pattern, and one `str::contains` per keyword adds
-//! up to a pass over the text each; this pass looks at each byte once and
-//! compares only the keywords that start with it. A filter runs a pattern
-//! only when the keywords it cannot match without are present.
+//! microseconds per KiB per pattern, so a filter runs a pattern only when the
+//! keywords it cannot match without are present. The pass is an Aho-Corasick
+//! DFA: one table lookup per byte whatever the number of keywords, which
+//! matters in WebAssembly under fuel metering, where every instruction counts.
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 pub struct Keywords {
     words: Vec<&'static [u8]>,
     /// Keywords with capitals match exactly, the rest ignoring ASCII case.
     exact: Vec<bool>,
-    /// For each lowercased byte, the indexes of the keywords starting with it.
-    by_first: Vec<Vec<usize>>,
+    /// Every keyword, ignoring ASCII case; `exact` ones are checked after.
+    automaton: AhoCorasick,
 }
 
 impl Keywords {
@@ -25,17 +27,19 @@ impl Keywords {
             }
         }
         assert!(unique.len() <= 128, "keyword sets fit a u128");
-        let mut by_first = vec![Vec::new(); 256];
-        for (i, word) in unique.iter().enumerate() {
-            by_first[usize::from(word[0].to_ascii_lowercase())].push(i);
-        }
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&unique)
+            .expect("a few short keywords fit a DFA");
         Self {
             exact: unique
                 .iter()
                 .map(|w| w.iter().any(u8::is_ascii_uppercase))
                 .collect(),
             words: unique,
-            by_first,
+            automaton,
         }
     }
 
@@ -53,24 +57,11 @@ impl Keywords {
 
     /// The bit set of the keywords occurring in `text`.
     pub fn find(&self, text: &str) -> u128 {
-        let bytes = text.as_bytes();
         let mut found = 0u128;
-        for (at, byte) in bytes.iter().enumerate() {
-            for &i in &self.by_first[usize::from(byte.to_ascii_lowercase())] {
-                if found & 1 << i != 0 {
-                    continue;
-                }
-                let word = self.words[i];
-                let Some(here) = bytes.get(at..at + word.len()) else {
-                    continue;
-                };
-                if if self.exact[i] {
-                    here == word
-                } else {
-                    here.eq_ignore_ascii_case(word)
-                } {
-                    found |= 1 << i;
-                }
+        for hit in self.automaton.find_overlapping_iter(text) {
+            let i = hit.pattern().as_usize();
+            if !self.exact[i] || text.as_bytes()[hit.range()] == *self.words[i] {
+                found |= 1 << i;
             }
         }
         found
@@ -87,6 +78,14 @@ mod tests {
         let found = k.find("IGNORE that; dan, nc /DEV/TCP");
         assert_eq!(found, k.mask(&["ignore", "/dev/tcp"]));
         assert_eq!(k.find("DAN"), k.mask(&["DAN"]));
+        assert_eq!(k.find("dan, then DAN"), k.mask(&["DAN"]));
         assert_eq!(k.find("ignor"), 0);
+    }
+
+    #[test]
+    fn finds_overlapping_keywords() {
+        let k = Keywords::new(["<system", "system", "##", "# "]);
+        assert_eq!(k.find("<system>"), k.mask(&["<system", "system"]));
+        assert_eq!(k.find("### x"), k.mask(&["##", "# "]));
     }
 }

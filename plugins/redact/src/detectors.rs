@@ -35,6 +35,9 @@ pub struct Detector {
     trigger: Trigger,
     /// The trigger's words among the [`Keywords`] of [`all`].
     words: u128,
+    /// For a digit trigger, which bytes may stand between its digits: a
+    /// table, since the test runs on every byte of every message.
+    separators: [bool; 256],
     regex: Regex,
     /// Which capture group is the secret; the rest of the match is context
     /// that stays (the user name in a URL, the key in `key = value`).
@@ -51,11 +54,18 @@ impl Detector {
         group: usize,
         accept: fn(&str) -> bool,
     ) -> Self {
+        let mut separators = [false; 256];
+        if let Trigger::Digits(_, bytes) = trigger {
+            for &b in bytes {
+                separators[usize::from(b)] = true;
+            }
+        }
         Self {
             kind,
             pii,
             trigger,
             words: 0,
+            separators,
             regex: Regex::new(pattern).expect("built-in pattern compiles"),
             group,
             accept,
@@ -67,7 +77,7 @@ impl Detector {
         match self.trigger {
             Trigger::Any(_) => found & self.words != 0,
             Trigger::All(_) => found & self.words == self.words,
-            Trigger::Digits(min, separators) => has_digit_run(original, min, separators),
+            Trigger::Digits(min, _) => has_digit_run(original, min, &self.separators),
         }
     }
 
@@ -266,12 +276,12 @@ fn always(_: &str) -> bool {
 }
 
 /// Whether `min` digits occur with nothing but `separators` between them.
-fn has_digit_run(text: &str, min: usize, separators: &[u8]) -> bool {
+fn has_digit_run(text: &str, min: usize, separators: &[bool; 256]) -> bool {
     let mut digits = 0;
     text.bytes().any(|b| {
         if b.is_ascii_digit() {
             digits += 1;
-        } else if !separators.contains(&b) {
+        } else if !separators[usize::from(b)] {
             digits = 0;
         }
         digits >= min
