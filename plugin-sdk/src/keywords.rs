@@ -1,8 +1,8 @@
 //! Which of a fixed set of keywords occur in a text, found in one pass.
 //!
-//! A cheap gate before expensive patterns: regex-lite costs tens of
-//! microseconds per KiB per pattern, so a filter runs a pattern only when the
-//! keywords it cannot match without are present. The pass is an Aho-Corasick
+//! A cheap gate before expensive patterns: a filter runs a regex only when
+//! the keywords it cannot match without are present, and most messages hold
+//! none of them, so one pass replaces a search per pattern. The pass is an Aho-Corasick
 //! DFA: one table lookup per byte whatever the number of keywords, which
 //! matters in WebAssembly under fuel metering, where every instruction counts.
 

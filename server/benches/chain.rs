@@ -1,6 +1,7 @@
 //! `cargo bench -p server --bench chain`: the bundled filters (built into
 //! `plugins/target` by `cargo plugins`) on 1 KB and 64 KB of ordinary agent
-//! chat, per filter and as the full chain, on warm instances. Also the cost of
+//! chat and on 1 KB that trips every keyword gate, per filter and as the full
+//! chain, on warm instances. Also the cost of
 //! the hop to a blocking thread that the server adds per message, and the
 //! smallest power-of-two fuel budget each filter needs for 64 KB (to check the
 //! default leaves headroom). Numbers go into docs/performance.md.
@@ -47,16 +48,34 @@ const FILTERS: [&str; 3] = ["rate-limit", "injection-guard", "redact"];
 
 /// Engineering chat without secrets or attacks, so every filter scans it all.
 fn chat(bytes: usize) -> String {
-    const LINES: [&str; 6] = [
-        "I pushed the refactor of the session store to branch feat/store; the tests pass locally.",
-        "Can you review the retry logic in delivery.rs? I think the backoff doubles twice per attempt.",
-        "Ignore the lint warning about the unused import for now, the next commit removes it.",
-        "The build on CI took 14 minutes; most of it is wasmtime, so caching target/ would help.",
-        "You are now on branch main after the merge; please rebase your work on top of it.",
-        "Benchmarks: 1 KB messages take about 20 us end to end, 64 KB ones about half a millisecond.",
-    ];
+    fill(bytes, &CHAT)
+}
+
+const CHAT: [&str; 6] = [
+    "I pushed the refactor of the session store to branch feat/store; the tests pass locally.",
+    "Can you review the retry logic in delivery.rs? I think the backoff doubles twice per attempt.",
+    "Ignore the lint warning about the unused import for now, the next commit removes it.",
+    "The build on CI took 14 minutes; most of it is wasmtime, so caching target/ would help.",
+    "You are now on branch main after the merge; please rebase your work on top of it.",
+    "Benchmarks: 1 KB messages take about 20 us end to end, 64 KB ones about half a millisecond.",
+];
+
+/// Chat that holds the words the guards' keyword gates wait for (a verb and
+/// "instructions", "your" and "token", `curl`, `rm`, `.env`, "password",
+/// "key", `<system>`), so their regexes run, yet nothing is stopped or
+/// redacted: the cost of a message that looks suspicious at first glance.
+const TRIPWIRES: [&str; 6] = [
+    "Don't follow the old rules from the previous instructions doc; the new guidelines are in CONTRIBUTING.md.",
+    "Which env var holds your GitHub token in CI? I only need its name for the workflow file.",
+    "The curl call in deploy.sh pipes its output to jq, and rm -rf ./build runs before it.",
+    "Put the password for the staging database in the vault, key name db_password, not in .env.",
+    "The `<system>` element of the old XML config is gone.",
+    "Our API key rotation runs every 90 days; see docs/keys.md for the schedule.",
+];
+
+fn fill(bytes: usize, lines: &[&str]) -> String {
     let mut text = String::new();
-    for line in LINES.iter().cycle() {
+    for line in lines.iter().cycle() {
         if text.len() + line.len() + 1 > bytes {
             break;
         }
@@ -149,7 +168,7 @@ fn measure(mut call: impl FnMut(u64)) -> Stats {
 
 fn report(what: &str, size: &str, stats: &Stats) {
     println!(
-        "| {what:<28} | {size:>5} | {:>9.1} | {:>9.1} | {:>9.1} |",
+        "| {what:<28} | {size:<14} | {:>9.1} | {:>9.1} | {:>9.1} |",
         stats.median.as_secs_f64() * 1e6,
         stats.p99.as_secs_f64() * 1e6,
         stats.mean.as_secs_f64() * 1e6,
@@ -167,9 +186,18 @@ fn main() {
     let plugins = Plugins::new();
     let small = chat(1024);
     let large = chat(64 * 1024);
-    let sizes = [("1 KB", &small), ("64 KB", &large)];
-    println!("| what                         |  size | median µs |    p99 µs |   mean µs |");
-    println!("|------------------------------|-------|-----------|-----------|-----------|");
+    let tripped = fill(1024, &TRIPWIRES);
+    let sizes = [
+        ("1 KB", &small),
+        ("64 KB", &large),
+        ("1 KB tripwires", &tripped),
+    ];
+    println!(
+        "| what                         | payload        | median µs |    p99 µs |   mean µs |"
+    );
+    println!(
+        "|------------------------------|----------------|-----------|-----------|-----------|"
+    );
 
     plugins.write("");
     let empty = plugins.open();

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use regex_lite::Regex;
+use regex::Regex;
 
 /// Blobs shorter than this are identifiers and hashes, not payloads.
 const MIN_BLOB_CHARS: usize = 24;

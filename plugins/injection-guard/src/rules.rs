@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use regex_lite::{Match, Regex};
+use regex::{Match, Regex};
 
 use plugin_sdk::keywords::Keywords;
 
@@ -129,9 +129,11 @@ const SECRET_FILE_TOPICS: &[&str] = &[
 const VERB_WINDOW: usize = 80;
 
 /// Words a pattern cannot match without: alternatives, each a list of
-/// groups that must all have one of their words in the text. Every literal
-/// word is ASCII (regex-lite folds ASCII case only), so a keyword missing from
-/// the text proves the pattern finds nothing and it need not run.
+/// groups that must all have one of their words in the text, so a keyword
+/// missing from the text means the pattern need not run. Keywords fold ASCII
+/// case only, where `(?i)` also folds the few non-ASCII letters whose case
+/// fold is ASCII (the Kelvin sign to `k`, long s to `s`): a phrase spelled
+/// with those closes the gate, a gap the earlier ASCII-only engine had too.
 type Gate = &'static [&'static [&'static [&'static str]]];
 
 const FAKE_TAG_GATE: Gate = &[&[&[

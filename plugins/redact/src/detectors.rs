@@ -5,13 +5,13 @@
 //! values that look random (letters and digits, high entropy, not code and not
 //! a placeholder), which is where precision is otherwise lost.
 
-use regex_lite::{Captures, Regex};
+use regex::{Captures, Regex};
 
 use plugin_sdk::keywords::Keywords;
 
 /// A cheap test on the original text that must pass before the regex runs:
-/// regex-lite costs tens of microseconds per KiB per pattern, and most
-/// messages hold no secret. Words are ASCII and matched ignoring ASCII case.
+/// most messages hold no secret, and one keyword pass is cheaper than a
+/// search per detector. Words are ASCII and matched ignoring ASCII case.
 pub enum Trigger {
     Any(&'static [&'static str]),
     All(&'static [&'static str]),
