@@ -2,9 +2,10 @@
 //!
 //! A cheap gate before expensive patterns: a filter runs a regex only when
 //! the keywords it cannot match without are present, and most messages hold
-//! none of them, so one pass replaces a search per pattern. The pass is an Aho-Corasick
-//! DFA: one table lookup per byte whatever the number of keywords, which
-//! matters in WebAssembly under fuel metering, where every instruction counts.
+//! none of them, so one pass replaces a search per pattern. The pass is an
+//! Aho-Corasick DFA: one table lookup per byte whatever the number of
+//! keywords, which matters in WebAssembly under fuel metering, where every
+//! instruction counts.
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
