@@ -64,12 +64,13 @@ const CHAT: [&str; 6] = [
 /// "instructions", "your" and "token", `curl`, `rm`, `.env`, "password",
 /// "key", `<system>`), so their regexes run, yet nothing is stopped or
 /// redacted: the cost of a message that looks suspicious at first glance.
+/// The emoji keeps non-ASCII text on the measured path.
 const TRIPWIRES: [&str; 6] = [
     "Don't follow the old rules from the previous instructions doc; the new guidelines are in CONTRIBUTING.md.",
     "Which env var holds your GitHub token in CI? I only need its name for the workflow file.",
     "The curl call in deploy.sh pipes its output to jq, and rm -rf ./build runs before it.",
     "Put the password for the staging database in the vault, key name db_password, not in .env.",
-    "The `<system>` element of the old XML config is gone.",
+    "Thanks 👍 — the `<system>` element of the old XML config is gone.",
     "Our API key rotation runs every 90 days; see docs/keys.md for the schedule.",
 ];
 

@@ -251,6 +251,14 @@ const COMMAND_GATE: Gate = &[&[&[
     ":(",
 ]]];
 
+/// Compiles a built-in pattern with ASCII word boundaries, the ones the
+/// patterns were written and tested for. A Unicode `\b` makes the regex
+/// engine's lazy DFA give up at the first non-ASCII byte: one emoji in a
+/// message turned a 20 µs scan into 600 µs.
+fn compile(pattern: &str) -> Regex {
+    Regex::new(&pattern.replace(r"\b", r"(?-u:\b)")).expect("built-in pattern compiles")
+}
+
 /// A [`Gate`] resolved against the instance's [`Keywords`].
 struct Gated {
     /// Per alternative, one keyword set per group.
@@ -265,7 +273,7 @@ impl Gated {
                 .iter()
                 .map(|groups| groups.iter().map(|words| keywords.mask(words)).collect())
                 .collect(),
-            regex: Regex::new(pattern).expect("built-in pattern compiles"),
+            regex: compile(pattern),
         }
     }
 
@@ -314,7 +322,6 @@ impl TextRules {
                 .copied(),
         );
         let gated = |gate, pattern| Gated::new(&keywords, gate, pattern);
-        let compile = |pattern: &str| Regex::new(pattern).expect("built-in pattern compiles");
         Self {
             override_phrase: gated(OVERRIDE_GATE, OVERRIDE),
             role_play: gated(ROLE_PLAY_GATE, ROLE_PLAY),
