@@ -214,6 +214,112 @@ impl KvStore for MemoryStore {
     }
 }
 
+/// What every [`KvStore`] must do, written once and run on each store (the
+/// in-process one below, Redis in `cluster::redis::store`).
+#[cfg(test)]
+pub(crate) mod contract {
+    use std::time::Duration;
+
+    use super::{KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, StoreError};
+
+    /// The TTL the checks give entries.
+    pub const TTL: Option<Duration> = Some(Duration::from_millis(200));
+
+    /// Lets the TTL of entry (namespace, key) pass: a manual clock jumps by
+    /// [`TTL`], a real store is polled until the entry is gone.
+    pub type Expire<'a> = &'a dyn Fn(&str, &str);
+
+    pub fn namespaces(store: &dyn KvStore) {
+        store.set("a", "k", "1".into(), None).unwrap();
+        assert_eq!(store.get("a", "k").unwrap().as_deref(), Some("1"));
+        assert_eq!(store.get("b", "k").unwrap(), None);
+        // Plugin `a:k` key `x` is not plugin `a` key `k:x`.
+        store.set("a:k", "x", "2".into(), None).unwrap();
+        assert_eq!(store.get("a", "k:x").unwrap(), None);
+        store.set("a", "k", "3".into(), None).unwrap();
+        assert_eq!(store.get("a", "k").unwrap().as_deref(), Some("3"));
+        store.delete("a", "k").unwrap();
+        assert_eq!(store.get("a", "k").unwrap(), None);
+        store.delete("a", "never-set").unwrap();
+    }
+
+    pub fn sizes(store: &dyn KvStore) {
+        let long_key = "k".repeat(MAX_KEY_BYTES + 1);
+        assert_eq!(
+            store.get("p", &long_key),
+            Err(StoreError::KeyTooLong(MAX_KEY_BYTES + 1))
+        );
+        assert_eq!(
+            store.set("p", &long_key, "v".into(), None),
+            Err(StoreError::KeyTooLong(MAX_KEY_BYTES + 1))
+        );
+        let large = "v".repeat(MAX_VALUE_BYTES + 1);
+        assert_eq!(
+            store.set("p", "k", large.clone(), None),
+            Err(StoreError::ValueTooLarge(MAX_VALUE_BYTES + 1))
+        );
+        assert_eq!(
+            store.compare_and_swap("p", "k", None, large, None),
+            Err(StoreError::ValueTooLarge(MAX_VALUE_BYTES + 1))
+        );
+        assert_eq!(store.get("p", "k").unwrap(), None);
+    }
+
+    pub fn counters(store: &dyn KvStore, expire: Expire<'_>) {
+        assert_eq!(store.incr("p", "c", 2, TTL).unwrap(), 2);
+        // A later increment does not drop the first TTL.
+        assert_eq!(store.incr("p", "c", 3, None).unwrap(), 5);
+        assert_eq!(store.get("p", "c").unwrap().as_deref(), Some("5"));
+        expire("p", "c");
+        assert_eq!(store.incr("p", "c", -1, None).unwrap(), -1);
+
+        store.set("p", "s", "text".into(), None).unwrap();
+        assert_eq!(
+            store.incr("p", "s", 1, None),
+            Err(StoreError::NotACounter("s".into()))
+        );
+        assert_eq!(store.get("p", "s").unwrap().as_deref(), Some("text"));
+    }
+
+    pub fn compare_and_swap(store: &dyn KvStore, expire: Expire<'_>) {
+        assert!(
+            store
+                .compare_and_swap("p", "k", None, "1".into(), TTL)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .compare_and_swap("p", "k", None, "2".into(), None)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .compare_and_swap("p", "k", Some("0"), "2".into(), None)
+                .unwrap()
+        );
+        assert!(
+            store
+                .compare_and_swap("p", "k", Some("1"), "2".into(), TTL)
+                .unwrap()
+        );
+        assert_eq!(store.get("p", "k").unwrap().as_deref(), Some("2"));
+        expire("p", "k");
+        assert!(
+            store
+                .compare_and_swap("p", "k", None, "3".into(), None)
+                .unwrap()
+        );
+    }
+
+    pub fn expiry(store: &dyn KvStore, expire: Expire<'_>) {
+        store.set("p", "t", "v".into(), TTL).unwrap();
+        store.set("p", "forever", "v".into(), None).unwrap();
+        expire("p", "t");
+        assert_eq!(store.get("p", "t").unwrap(), None);
+        assert_eq!(store.get("p", "forever").unwrap().as_deref(), Some("v"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{
@@ -234,10 +340,28 @@ mod tests {
         (store, offset_ms)
     }
 
+    /// The shared checks, with TTLs passing by moving the manual clock.
+    fn check(run: impl FnOnce(&dyn KvStore, contract::Expire<'_>)) {
+        let (store, clock) = manual();
+        let ttl_ms = contract::TTL.unwrap().as_millis() as u64;
+        run(&store, &|_, _| {
+            clock.fetch_add(ttl_ms, Ordering::Relaxed);
+        });
+    }
+
+    #[test]
+    fn keeps_the_store_contract() {
+        check(|store, _| contract::namespaces(store));
+        check(|store, _| contract::sizes(store));
+        check(contract::counters);
+        check(contract::compare_and_swap);
+        check(contract::expiry);
+    }
+
     const SEC: Option<Duration> = Some(Duration::from_secs(1));
 
     #[test]
-    fn entries_expire_after_their_ttl() {
+    fn entries_expire_exactly_at_their_ttl() {
         let (store, clock) = manual();
         store.set("p", "k", "v".into(), SEC).unwrap();
         store.set("p", "forever", "v".into(), None).unwrap();
@@ -250,59 +374,13 @@ mod tests {
     }
 
     #[test]
-    fn counters_start_at_zero_and_keep_their_first_ttl() {
+    fn counters_keep_their_first_ttl_when_incremented_with_another() {
         let (store, clock) = manual();
         assert_eq!(store.incr("p", "c", 2, SEC).unwrap(), 2);
         clock.store(500, Ordering::Relaxed);
         assert_eq!(store.incr("p", "c", 3, SEC).unwrap(), 5);
         clock.store(1000, Ordering::Relaxed);
         assert_eq!(store.incr("p", "c", 1, SEC).unwrap(), 1);
-        store.set("p", "s", "text".into(), None).unwrap();
-        assert!(matches!(
-            store.incr("p", "s", 1, None),
-            Err(StoreError::NotACounter(_))
-        ));
-        assert_eq!(store.get("p", "s").unwrap().as_deref(), Some("text"));
-    }
-
-    #[test]
-    fn namespaces_are_separate() {
-        let (store, _) = manual();
-        store.set("a", "k", "1".into(), None).unwrap();
-        assert_eq!(store.get("b", "k").unwrap(), None);
-        store.delete("a", "k").unwrap();
-        assert_eq!(store.get("a", "k").unwrap(), None);
-    }
-
-    #[test]
-    fn compare_and_swap_checks_the_current_value() {
-        let (store, clock) = manual();
-        assert!(
-            store
-                .compare_and_swap("p", "k", None, "1".into(), SEC)
-                .unwrap()
-        );
-        assert!(
-            !store
-                .compare_and_swap("p", "k", None, "2".into(), None)
-                .unwrap()
-        );
-        assert!(
-            !store
-                .compare_and_swap("p", "k", Some("0"), "2".into(), None)
-                .unwrap()
-        );
-        assert!(
-            store
-                .compare_and_swap("p", "k", Some("1"), "2".into(), SEC)
-                .unwrap()
-        );
-        clock.store(1000, Ordering::Relaxed);
-        assert!(
-            store
-                .compare_and_swap("p", "k", None, "3".into(), None)
-                .unwrap()
-        );
     }
 
     #[test]

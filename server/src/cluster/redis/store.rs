@@ -179,3 +179,69 @@ impl KvStore for RedisStore {
         })
     }
 }
+
+/// The store contract (`chain::store::contract`) on a private Redis.
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use ::tests::redis::Redis;
+
+    use super::RedisStore;
+    use crate::{
+        chain::store::{KvStore, contract},
+        cluster::redis::{RedisCluster, RedisOptions},
+    };
+
+    /// Runs `run` on a store over a fresh Redis, from a blocking thread as
+    /// filters do. Expiry is Redis's own event, so `expire` polls for it.
+    async fn check(run: impl FnOnce(&dyn KvStore, contract::Expire<'_>) + Send + 'static) {
+        let redis = Redis::start().await.unwrap();
+        let cluster = RedisCluster::connect(RedisOptions {
+            url: redis.url.clone(),
+            replica: "store-test".into(),
+            lease: Duration::from_secs(5),
+            route_timeout: Duration::from_secs(1),
+        })
+        .await
+        .expect("connects to the test's Redis");
+        let store: RedisStore = cluster.store();
+        tokio::task::spawn_blocking(move || {
+            let expire = |namespace: &str, key: &str| {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while store.get(namespace, key).unwrap().is_some() {
+                    assert!(Instant::now() < deadline, "{key} never expired");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            };
+            run(&store, &expire);
+        })
+        .await
+        .expect("the checks pass");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn namespaces() {
+        check(|store, _| contract::namespaces(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sizes() {
+        check(|store, _| contract::sizes(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn counters() {
+        check(contract::counters).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn compare_and_swap() {
+        check(contract::compare_and_swap).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn expiry() {
+        check(contract::expiry).await;
+    }
+}
