@@ -84,7 +84,10 @@ const OVERRIDE: &str = r#"(?im)\b(?:ignore|disregard|forget|abandon|discard)\s+(
 const ROLE_PLAY: &str = r#"(?i)\byou\s+are\s+(?:now\s+)?(?:(?-i:DAN)\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue)\b|(?:unrestricted|unfiltered|uncensored|jailbroken)\b|no\s+longer\s+(?:bound|restricted|limited|an?\s+(?:ai|assistant|language\s+model))\b|free\s+(?:of|from)\s+(?:all\s+|any\s+|your\s+)?(?:restrictions|rules|guidelines|filters)\b)|\b(?:act|respond|answer|behave)\s+as\s+(?:(?-i:DAN)\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil)\b)|\bdo\s+anything\s+now\b|\b(?:DAN|jailbreak|jailbroken|evil|unrestricted)\s+mode\b|\b(?:pretend|imagine|act\s+as\s+(?:if|though)|behave\s+as\s+(?:if|though)|role-?\s?play)\s+(?:that\s+)?you\b[^\n.]*?\b(?:have\s+no|without(?:\s+any)?|free\s+(?:of|from)|not\s+bound\s+by|no)\s+(?:restrictions|rules|guidelines|filters|limitations|safety|ethics|morals|content\s+polic(?:y|ies)|censorship)\b|\byour\s+new\s+(?:persona|identity|system\s+prompt)\s+is\b|\bstay\s+in\s+character\b|\bfrom\s+now\s+on,?\s+you\s+(?:are|will\s+(?:be|act\s+as|respond\s+as)|must\s+act\s+as)\s+(?:an?\s+)?(?:(?-i:DAN)\b|unrestricted|unfiltered|uncensored|jailbroken|evil|different\s+(?:ai|assistant|model))"#;
 
 // Case-sensitive on purpose: `Vec<System>` is Rust, `<system>` is a spoof.
-const FAKE_TAG: &str = r#"(?m)<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|system_prompt|system-prompt|system-reminder|tool_result|tool_use|tool_call|function_results|function_calls)(?:\s[^>\n]*)?>|</channel\s*>|<channel(?:\s[^>\n]*)?>|^[ \t]*#{2,}[ \t]*(?i:system(?:[ \t]+prompt)?|instruction|new[ \t]+instructions)[ \t]*:"#;
+// The channel tag Claude Code wraps messages in is the exception: any case,
+// spacing or fullwidth bracket that could close it, or open it with
+// attributes, counts (`Vec<Channel>` is still Rust).
+const FAKE_TAG: &str = r#"(?m)<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|system_prompt|system-prompt|system-reminder|tool_result|tool_use|tool_call|function_results|function_calls)(?:\s[^>\n]*)?>|[<＜﹤]\s*[/／]\s*(?i:channel)(?:[\s/／][^>＞﹥\n]*)?[>＞﹥]|[<＜﹤]\s*(?i:channel)[\s/／][^>＞﹥\n]*[>＞﹥]|[<＜﹤]channel[>＞﹥]|^[ \t]*#{2,}[ \t]*(?i:system(?:[ \t]+prompt)?|instruction|new[ \t]+instructions)[ \t]*:"#;
 
 /// Files whose whole content is a credential: any verb near them counts.
 const KEY_FILE: &str = r#"(?i)\bid_(?:rsa|dsa|ecdsa|ed25519)\b|\.aws/credentials\b|\.git-credentials\b|/etc/shadow\b|\.gnupg/|private-keys-v1\.d"#;
@@ -145,8 +148,8 @@ const FAKE_TAG_GATE: Gate = &[&[&[
     "</tool_",
     "<function_",
     "</function_",
-    "<channel",
-    "</channel",
+    // Any spelling of the channel tag: `</Channel>`, `</ channel>`, `＜/channel＞`.
+    "channel",
     "[inst",
     "[/inst",
     "##",
