@@ -244,6 +244,16 @@ pub fn all() -> (Keywords, Vec<Detector>) {
             looks_random,
         ),
         Detector::new(
+            "random-token",
+            false,
+            Trigger::Digits(1, b""),
+            // A run of token characters on its own; runs longer than 100
+            // (base64 images, minified code) cannot match whole.
+            r"(?:^|[^A-Za-z0-9+/=_.:-])([A-Za-z0-9+/_-]{24,100}={0,2})(?:$|[^A-Za-z0-9+/=_:-])",
+            1,
+            random_token,
+        ),
+        Detector::new(
             "email",
             true,
             Trigger::Any(&["@"]),
@@ -255,7 +265,9 @@ pub fn all() -> (Keywords, Vec<Detector>) {
             "card",
             true,
             Trigger::Digits(13, b" -"),
-            r"\b(?:\d[ -]?){12,18}\d\b",
+            // Every run of digit groups, whole, so `card_number` can tell
+            // 4111 1111 1111 1111 from five pids side by side.
+            r"\b\d+(?:[ -]\d+)*\b",
             0,
             card_number,
         ),
@@ -412,7 +424,21 @@ fn real_email(address: &str) -> bool {
     !(matches!(local.as_str(), "git" | "noreply" | "no-reply") || reserved || file_extension)
 }
 
+/// A card number as people write it: all its digits together, or in groups
+/// of 4-4-4-4 (4-6-5 for Amex) with one kind of separator, with a known
+/// issuer prefix and a valid Luhn check digit.
 fn card_number(candidate: &str) -> bool {
+    let groups: Vec<usize> = candidate.split([' ', '-']).map(str::len).collect();
+    let one_separator = !(candidate.contains(' ') && candidate.contains('-'));
+    let written_as_card = match groups.as_slice() {
+        // 13-digit Visa is retired, and 13 digits is also a millisecond timestamp.
+        [n] => (14..=16).contains(n) || *n == 19,
+        [4, 4, 4, 4] | [4, 6, 5] => one_separator,
+        _ => false,
+    };
+    if !written_as_card {
+        return false;
+    }
     let digits: Vec<u32> = candidate.chars().filter_map(|c| c.to_digit(10)).collect();
     let prefix = |p: &str| {
         candidate
@@ -444,6 +470,50 @@ fn card_number(candidate: &str) -> bool {
         _ => false,
     };
     known_issuer && luhn(&digits)
+}
+
+/// A secret pasted with no key or prefix to give it away (an AWS secret
+/// access key, a session token): letters of both cases and digits, changing
+/// class often, with the entropy of random text. Hex (git SHAs, hashes,
+/// UUIDs), words run together (`TestHandlesRetry2xx`), paths and numbers
+/// lack one of these.
+fn random_token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    let class = |b: u8| match b {
+        b'a'..=b'z' => 0,
+        b'A'..=b'Z' => 1,
+        b'0'..=b'9' => 2,
+        _ => 3,
+    };
+    let mut seen = [false; 4];
+    let mut switches = 0;
+    let bytes = body.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        seen[class(b)] = true;
+        if i > 0 && class(b) != class(bytes[i - 1]) {
+            switches += 1;
+        }
+    }
+    let hex = body.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    let longest_word = body
+        .split(|c: char| !c.is_ascii_lowercase())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    // Subresource-integrity and npm lockfile hashes name their algorithm.
+    let named_hash = ["sha1-", "sha256-", "sha384-", "sha512-"]
+        .iter()
+        .any(|p| body.starts_with(p));
+    // Short random strings have fewer distinct characters to show.
+    let entropy_floor = (body.len() as f64).log2() - 0.7;
+    seen[0]
+        && seen[1]
+        && seen[2]
+        && !hex
+        && !named_hash
+        && longest_word < 8
+        && switches * 10 >= body.len() * 4
+        && shannon_entropy(body) >= entropy_floor.min(4.0)
 }
 
 fn luhn(digits: &[u32]) -> bool {

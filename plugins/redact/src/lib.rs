@@ -191,6 +191,21 @@ mod tests {
             "card",
         ),
         (
+            "card 3782-822463-10005 and 5555555555554444",
+            "card [REDACTED:card] and [REDACTED:card]",
+            "card",
+        ),
+        (
+            "the new one is wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, rotate the old one",
+            "the new one is [REDACTED:random-token], rotate the old one",
+            "random-token",
+        ),
+        (
+            "session 8fKq2LmZ7xTr4Wp9Yc3Vb6Nd1Hs5Gj0A expired",
+            "session [REDACTED:random-token] expired",
+            "random-token",
+        ),
+        (
             "ping ops@acme.io with ghp_8xK2mQ9vL4pR7tW1nB5cY3zH6jD0fG2aS4eU",
             "ping [REDACTED:email] with [REDACTED:github-token]",
             "email,github-token",
@@ -214,6 +229,17 @@ mod tests {
         "icon@2x.png is blurry",
         "diff: +120 -45 across 7 files",
         "the system prompt file is in docs/",
+        // Numbers side by side are not a card, whatever Luhn says.
+        "still running: pids 34621 39375 49436 13746 3529",
+        "ids 4111 1111 1111 1111 1111 and 4111 1111-1111 1111",
+        "epoch ms 4111111111111 and order 4111111111111111111 22",
+        // Random-looking, but not secrets.
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "\"integrity\": \"sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==\"",
+        "go.sum: golang.org/x/net v0.17.0 h1:pVaXccu2ozPjCXewfr1S2xnmBXgGlIjH4Yxqoe8jGqE=",
+        "the test TestConnectionPoolHandlesRetry2xxResponses is flaky",
+        "src/runtime/scheduler/multiThreadWorker2.rs needs a look",
+        "![logo](data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==)",
     ];
 
     #[test]
@@ -286,6 +312,55 @@ mod tests {
             err.to_string(),
             "config key `pii`: invalid type: string \"yes\", expected a boolean"
         );
+    }
+
+    /// The labelled redaction set (`testdata/redact-eval.jsonl`): at least
+    /// 95% of secrets and PII are gone, character for character, from what
+    /// is delivered, and at most 1% of ordinary lines are altered.
+    #[test]
+    fn redaction_eval_set() {
+        let (recall, altered_rate, report) = eval_set("{}");
+        assert!(recall >= 0.95 && altered_rate <= 0.01, "{report}");
+        // What the entropy detector buys (printed for docs/filters.md).
+        eval_set(r#"{"disable": ["random-token"]}"#);
+    }
+
+    fn eval_set(config: &str) -> (f64, f64, String) {
+        let mut h = Harness::<Redact>::new(config);
+        let (mut secrets, mut removed, mut benign, mut altered) = (0, 0, 0, 0);
+        let mut missed = Vec::new();
+        for line in include_str!("../../testdata/redact-eval.jsonl").lines() {
+            let entry: serde_json::Value = serde_json::from_str(line).expect("line is JSON");
+            let msg = Message::test(entry["text"].as_str().expect("text"));
+            let out = h.filter(&msg).apply(&msg).expect("verdict applies");
+            if entry["label"] == 1 {
+                secrets += 1;
+                let secret = entry["secret"].as_str().expect("secret");
+                if out.content.contains(secret) {
+                    missed.push(format!("{} {secret:?}", entry["kind"]));
+                } else {
+                    removed += 1;
+                }
+            } else {
+                benign += 1;
+                if out.content != msg.content {
+                    altered += 1;
+                    missed.push(format!("altered: {:?}", out.content));
+                }
+            }
+        }
+        let recall = f64::from(removed) / f64::from(secrets);
+        let altered_rate = f64::from(altered) / f64::from(benign);
+        eprintln!(
+            "redact-eval with {config}: removed {removed}/{secrets} ({:.1}%), altered {altered}/{benign} ({:.2}%)",
+            100.0 * recall,
+            100.0 * altered_rate
+        );
+        let report = format!(
+            "removed {removed}/{secrets}, altered {altered}/{benign}:\n{}",
+            missed.join("\n")
+        );
+        (recall, altered_rate, report)
     }
 
     /// The shared corpus: benign lines pass untouched, secret and PII lines are rewritten.
