@@ -14,7 +14,7 @@ use crate::{
         Cluster, LocalCluster,
         redis::{ConnectError, RedisCluster, RedisOptions},
     },
-    filter::FilterStage,
+    filter::{FilterStage, PassThrough},
     http,
     http::guard::Guard,
     mcp::{self, McpOptions, identity::Identities, session_store::SessionFile},
@@ -28,7 +28,7 @@ const ROUTE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "the plugins folder {0} does not exist; pass --plugins with the folder holding chain.toml (the repository's ./plugins)"
+        "the plugins folder {0} does not exist; pass --plugins with the folder holding chain.toml (the repository's ./plugins), or --no-filters to run without filters"
     )]
     PluginsMissing(PathBuf),
     #[error("cannot start without the filter chain: {0}")]
@@ -67,7 +67,7 @@ fn default_state_dir() -> Option<PathBuf> {
 }
 
 pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
-    if !cli.plugins.is_dir() {
+    if !cli.no_filters && !cli.plugins.is_dir() {
         return Err(StartError::PluginsMissing(cli.plugins));
     }
     let auth = cli
@@ -121,14 +121,19 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         clock: Default::default(),
         max_content_bytes: cli.max_message_bytes,
     };
-    // Loading compiles components (up to seconds) and may run cargo (minutes).
-    let chain = tokio::task::spawn_blocking(move || match kv {
-        Some(kv) => ChainStage::open_with_store(options, kv),
-        None => ChainStage::open(options),
-    })
-    .await
-    .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
-    let filters: Arc<dyn FilterStage> = Arc::new(chain.watch()?);
+    let filters: Arc<dyn FilterStage> = if cli.no_filters {
+        tracing::warn!("--no-filters: messages are delivered unfiltered");
+        Arc::new(PassThrough)
+    } else {
+        // Loading compiles components (up to seconds) and may run cargo (minutes).
+        let chain = tokio::task::spawn_blocking(move || match kv {
+            Some(kv) => ChainStage::open_with_store(options, kv),
+            None => ChainStage::open(options),
+        })
+        .await
+        .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
+        Arc::new(chain.watch()?)
+    };
     let registry = Arc::new(Registry::with_cluster(cli.queue_depth, grace, cluster));
     if let Some(auth) = &auth {
         registry.reserve(auth.agent_names());

@@ -43,6 +43,35 @@ pub enum CheckError {
     },
     #[error("the chain cannot load: {0}")]
     Chain(#[from] ChainError),
+    #[error(
+        "no chain file {given}: looked for {here} and {in_plugins}; pass --chain with an existing file"
+    )]
+    NoChainFile {
+        given: String,
+        here: String,
+        in_plugins: String,
+    },
+}
+
+/// Finds `--chain`: as given (relative to the current folder), else relative
+/// to the plugins folder, where chain files usually sit.
+pub fn resolve_chain(plugins: &Path, chain: Option<&Path>) -> Result<Option<PathBuf>, CheckError> {
+    let Some(chain) = chain else { return Ok(None) };
+    if chain.is_file() {
+        return Ok(Some(chain.to_owned()));
+    }
+    let in_plugins = plugins.join(chain);
+    if chain.is_relative() && in_plugins.is_file() {
+        return Ok(Some(in_plugins));
+    }
+    Err(CheckError::NoChainFile {
+        given: chain.display().to_string(),
+        here: std::path::absolute(chain)
+            .unwrap_or_else(|_| chain.to_owned())
+            .display()
+            .to_string(),
+        in_plugins: in_plugins.display().to_string(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,7 +82,26 @@ struct Line {
     #[serde(default)]
     meta: BTreeMap<String, String>,
     label: Option<u8>,
+    /// Which kind of positive this is; see [`Owners`].
+    category: Option<String>,
     ts_ms: Option<u64>,
+}
+
+/// Which labelled categories each filter is meant to catch: its own name,
+/// plus any `--category FILTER=CATEGORY`. When a corpus has categories, a
+/// filter's recall counts only its own positives; a redaction filter is not
+/// weak for letting an injection pass to the guard behind it.
+#[derive(Debug, Default, Clone)]
+pub struct Owners(Vec<(String, String)>);
+
+impl Owners {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    fn owns(&self, filter: &str, category: &str) -> bool {
+        filter == category || self.0.iter().any(|(f, c)| f == filter && c == category)
+    }
 }
 
 /// What happened to one line.
@@ -69,6 +117,8 @@ pub struct Outcome {
     pub rewritten: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     pub micros: u64,
 }
 
@@ -170,6 +220,7 @@ pub fn run(
     chain_file: Option<PathBuf>,
     input: &Path,
     max_content_bytes: usize,
+    owners: &Owners,
 ) -> Result<Report, CheckError> {
     let lines = read_lines(input)?;
     let now = Arc::new(AtomicU64::new(Clock::System.now_ms()));
@@ -207,6 +258,7 @@ pub fn run(
                 reason: Some(reason),
                 rewritten: None,
                 label: line.label,
+                category: line.category.clone(),
                 micros,
             },
             Decision::Deliver {
@@ -219,6 +271,7 @@ pub fn run(
                 reason: None,
                 rewritten: (message.content != line.text).then_some(message.content),
                 label: line.label,
+                category: line.category.clone(),
                 micros,
             },
             Decision::Deliver { .. } => Outcome {
@@ -228,15 +281,21 @@ pub fn run(
                 reason: None,
                 rewritten: None,
                 label: line.label,
+                category: line.category.clone(),
                 micros,
             },
         });
     }
-    let summary = summarize(&outcomes, &names, stage.info().faults);
+    let summary = summarize(&outcomes, &names, stage.info().faults, owners);
     Ok(Report { outcomes, summary })
 }
 
-fn summarize(outcomes: &[Outcome], names: &[String], faults: BTreeMap<String, u64>) -> Summary {
+fn summarize(
+    outcomes: &[Outcome],
+    names: &[String],
+    faults: BTreeMap<String, u64>,
+    owners: &Owners,
+) -> Summary {
     let mut chain = Counts::default();
     let mut filters: BTreeMap<String, Counts> = names
         .iter()
@@ -244,6 +303,7 @@ fn summarize(outcomes: &[Outcome], names: &[String], faults: BTreeMap<String, u6
         .collect();
     let mut quality: BTreeMap<String, Quality> = BTreeMap::new();
     let labelled = outcomes.iter().any(|o| o.label.is_some());
+    let categorised = outcomes.iter().any(|o| o.category.is_some());
     for outcome in outcomes {
         match outcome.verdict {
             "reject" => chain.rejected += 1,
@@ -273,10 +333,18 @@ fn summarize(outcomes: &[Outcome], names: &[String], faults: BTreeMap<String, u6
                 .or_default()
                 .add(label, outcome.verdict != "accept");
             for name in names {
-                quality
-                    .entry(name.clone())
-                    .or_default()
-                    .add(label, outcome.filters.contains(name));
+                let counts_for_filter = label == 0
+                    || !categorised
+                    || outcome
+                        .category
+                        .as_deref()
+                        .is_some_and(|c| owners.owns(name, c));
+                if counts_for_filter {
+                    quality
+                        .entry(name.clone())
+                        .or_default()
+                        .add(label, outcome.filters.contains(name));
+                }
             }
         }
     }

@@ -35,12 +35,22 @@ pub struct CheckArgs {
     #[arg(long, default_value = "./plugins")]
     pub plugins: PathBuf,
 
-    /// The chain file to try (default: `<plugins>/chain.toml`).
+    /// The chain file to try (default: `<plugins>/chain.toml`). A relative
+    /// path is looked up in the current folder, then in `--plugins`.
     #[arg(long)]
     pub chain: Option<PathBuf>,
 
-    /// One JSON object per line: {"text", "from"?, "to"?, "meta"?, "label"?: 0|1, "ts_ms"?}.
+    /// One JSON object per line: {"text", "from"?, "to"?, "meta"?, "label"?: 0|1,
+    /// "category"?, "ts_ms"?}. When labelled lines carry a `category`, a filter's
+    /// own figures count only the positives whose category is the filter's name or
+    /// one it declares in --category (the chain's figures count every line).
     pub input: PathBuf,
+
+    /// Which labelled categories a filter is meant to catch, as FILTER=CATEGORY
+    /// (repeatable), e.g. `redact=secret`. A filter always owns the category
+    /// spelled like its name.
+    #[arg(long = "category", value_parser = filter_category)]
+    pub categories: Vec<(String, String)>,
 
     /// Print a line per message (verdict, filter, reason or rewrite).
     #[arg(long, short)]
@@ -81,6 +91,12 @@ pub struct ServeArgs {
     /// components as they are.
     #[arg(long)]
     pub no_build: bool,
+
+    /// Run without any filter chain (`--plugins` is then ignored): messages are
+    /// delivered unfiltered. Without it, a missing `<plugins>/chain.toml` stops
+    /// the server from starting.
+    #[arg(long)]
+    pub no_filters: bool,
 
     /// Where sessions are remembered so agents keep their names across restarts.
     /// Defaults to `$XDG_STATE_HOME/switchboard` (or `~/.local/state/switchboard`).
@@ -139,6 +155,15 @@ pub struct ServeArgs {
     /// Log format on stdout; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+fn filter_category(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((filter, category)) if !filter.is_empty() && !category.is_empty() => {
+            Ok((filter.to_owned(), category.to_owned()))
+        }
+        _ => Err("use FILTER=CATEGORY, e.g. redact=secret".into()),
+    }
 }
 
 /// Replica ids go into session ids and channel names: keep them plain.

@@ -30,6 +30,9 @@ pub struct StageInfo {
     pub filters: Vec<String>,
     /// Failures (traps, timeouts, bad verdicts) per filter name since start.
     pub faults: BTreeMap<String, u64>,
+    /// True when the server runs without a chain (`--no-filters`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 pub trait FilterStage: Send + Sync + 'static {
@@ -40,7 +43,7 @@ pub trait FilterStage: Send + Sync + 'static {
     fn info(&self) -> StageInfo;
 }
 
-/// Delivers everything untouched.
+/// Delivers everything untouched: `--no-filters`.
 pub struct PassThrough;
 
 impl FilterStage for PassThrough {
@@ -56,6 +59,7 @@ impl FilterStage for PassThrough {
             generation: 0,
             filters: Vec::new(),
             faults: BTreeMap::new(),
+            disabled: true,
         }
     }
 }

@@ -47,18 +47,23 @@ fn check(args: CheckArgs) -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let report = match server::check::run(
-        &args.plugins,
-        args.chain.clone(),
-        &args.input,
-        args.max_message_bytes,
-    ) {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("switchboard check: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    let owners = server::check::Owners::new(args.categories.clone());
+    let report =
+        match server::check::resolve_chain(&args.plugins, args.chain.as_deref()).and_then(|chain| {
+            server::check::run(
+                &args.plugins,
+                chain,
+                &args.input,
+                args.max_message_bytes,
+                &owners,
+            )
+        }) {
+            Ok(report) => report,
+            Err(error) => {
+                eprintln!("switchboard check: {error}");
+                return std::process::ExitCode::from(2);
+            }
+        };
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
         serde_json::to_writer_pretty(&mut out, &report.summary)
@@ -84,23 +89,41 @@ fn check(args: CheckArgs) -> std::process::ExitCode {
         .cloned()
         .unwrap_or_default();
     let mut failed = false;
-    if let Some(min) = args.min_recall
-        && chain.recall.is_none_or(|r| r < min)
-    {
-        eprintln!(
-            "switchboard check: chain recall {:?} is below the required {min}",
-            chain.recall
-        );
-        failed = true;
+    if let Some(min) = args.min_recall {
+        match chain.recall {
+            Some(recall) if recall >= min => {}
+            Some(recall) => {
+                eprintln!(
+                    "switchboard check: chain recall {recall:.3} is below the required {min}"
+                );
+                failed = true;
+            }
+            None => {
+                eprintln!(
+                    "switchboard check: --min-recall needs lines labelled 1, and {} has none",
+                    args.input.display()
+                );
+                failed = true;
+            }
+        }
     }
-    if let Some(max) = args.max_false_positive_rate
-        && chain.false_positive_rate.is_none_or(|r| r > max)
-    {
-        eprintln!(
-            "switchboard check: chain false-positive rate {:?} is above the allowed {max}",
-            chain.false_positive_rate
-        );
-        failed = true;
+    if let Some(max) = args.max_false_positive_rate {
+        match chain.false_positive_rate {
+            Some(rate) if rate <= max => {}
+            Some(rate) => {
+                eprintln!(
+                    "switchboard check: chain false-positive rate {rate:.3} is above the allowed {max}"
+                );
+                failed = true;
+            }
+            None => {
+                eprintln!(
+                    "switchboard check: --max-false-positive-rate needs lines labelled 0, and {} has none",
+                    args.input.display()
+                );
+                failed = true;
+            }
+        }
     }
     if failed {
         std::process::ExitCode::FAILURE

@@ -441,6 +441,20 @@ async fn clear_errors_at_startup() -> Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("plugins folder"), "{stderr}");
 
+    // A plugins folder without chain.toml (a wrong path) is refused, not run unfiltered.
+    let empty = tempfile::tempdir()?;
+    let output = tokio::process::Command::new(tests::binary())
+        .args(["--port", "0", "--plugins"])
+        .arg(empty.path())
+        .output()
+        .await?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no chain file at") && stderr.contains("--no-filters"),
+        "{stderr}"
+    );
+
     let server = Server::bare(&[]).await?;
     let output = tokio::process::Command::new(tests::binary())
         .args(["--port", &server.port.to_string(), "--plugins"])

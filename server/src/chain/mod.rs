@@ -61,6 +61,10 @@ pub enum ChainError {
     Build(#[from] BuildError),
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
+    #[error(
+        "no chain file at {0}; pass --plugins with the folder holding chain.toml (the repository's ./plugins), create the file (an empty one runs without filters), or pass --no-filters"
+    )]
+    Missing(PathBuf),
     #[error("cannot watch {path} for changes ({cause}); check that the folder is readable")]
     Watch { path: PathBuf, cause: String },
 }
@@ -125,9 +129,10 @@ pub struct ChainStage {
 
 impl ChainStage {
     /// Loads the chain (building stale filter crates first if asked), without
-    /// watching for changes. A missing chain file means no filters, with a
-    /// warning; a chain that fails to load is an error, because running
-    /// without the policy the user wrote would be worse than not running.
+    /// watching for changes. A missing chain file or a chain that fails to
+    /// load is an error: running without the policy the user meant (a typo in
+    /// `--plugins` included) would be worse than not running. An empty chain
+    /// file is the way to ask for no filters.
     pub fn open(options: ChainOptions) -> Result<Self, ChainError> {
         Self::open_with_store(options, Arc::new(MemoryStore::default()))
     }
@@ -157,16 +162,18 @@ impl ChainStage {
             running: tokio::sync::Semaphore::new(instance::max_parallel_calls()),
             chain_file,
         };
-        if !inner.chain_file.exists() {
+        if !inner.chain_file.is_file() {
+            return Err(ChainError::Missing(inner.chain_file));
+        }
+        if options.build {
+            source::build_stale(&dir, &config::load(&inner.chain_file)?)?;
+        }
+        inner.reload()?;
+        if inner.active.load().filters.is_empty() {
             tracing::warn!(
                 chain = %inner.chain_file.display(),
-                "no chain file: messages pass unfiltered until one is created"
+                "the chain file names no filters: messages pass unfiltered"
             );
-        } else {
-            if options.build {
-                source::build_stale(&dir, &config::load(&inner.chain_file)?)?;
-            }
-            inner.reload()?;
         }
         Ok(Self {
             inner: Arc::new(inner),
@@ -289,6 +296,7 @@ impl FilterStage for ChainStage {
             generation: chain.generation,
             filters: chain.names(),
             faults: self.inner.faults.snapshot(),
+            disabled: false,
         }
     }
 }
