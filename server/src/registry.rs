@@ -399,6 +399,35 @@ impl Registry {
         Ok(Attached { name, note, stream })
     }
 
+    /// A session remembered from before a restart: its agent holds `name`,
+    /// offline, as if its stream had dropped `back_within` from now. Until
+    /// that and the grace have passed, messages to it wait for its stream and
+    /// nobody else can take the name. False if the name is not free.
+    pub async fn restore(
+        &self,
+        session: &str,
+        name: &str,
+        back_within: Duration,
+    ) -> Result<bool, ClusterError> {
+        let order = self.cluster.next(Sequence::Order).await?;
+        if !self.take(session, name, None, order).await? {
+            return Ok(false);
+        }
+        self.lock().sessions.insert(
+            session.to_owned(),
+            Entry {
+                name: Some(name.to_owned()),
+                fixed: false,
+                note: None,
+                order,
+                outbox: Outbox::new(self.queue_depth),
+                attached: None,
+                detached_at: Some(Instant::now() + back_within),
+            },
+        );
+        Ok(true)
+    }
+
     /// The stream of `generation` ended; a newer stream of the same session
     /// leaves the agent online.
     pub fn detach(&self, session: &str, generation: Generation) {
@@ -670,6 +699,30 @@ mod tests {
         };
         assert_eq!(attach(&restarted, "s9", &remembered).await.name, "planner");
         assert_eq!(attach(&restarted, "s8", &remembered).await.name, "agent-1");
+    }
+
+    #[tokio::test]
+    async fn restored_agents_hold_their_names_and_messages_wait_for_them() {
+        let r = registry();
+        assert!(
+            r.restore("s1", "coder", Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            r.roster("s2").await.agents.is_empty(),
+            "offline until it streams"
+        );
+        let newcomer = Claim {
+            declared: Some("coder".into()),
+            ..Claim::default()
+        };
+        assert_ne!(attach(&r, "s2", &newcomer).await.name, "coder");
+        let Ok(Recipient::Local(agent)) = r.recipient(Some("s2"), "coder").await else {
+            panic!("a restored agent is a recipient");
+        };
+        assert!(agent.reconnecting_until.unwrap() > Instant::now() + Duration::from_secs(4));
+        assert_eq!(attach(&r, "s1", &Claim::default()).await.name, "coder");
     }
 
     #[tokio::test]
