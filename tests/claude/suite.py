@@ -210,9 +210,9 @@ class Suite:
             raise Failure("%s: no channel message with %r reached the model within %d s" % (session, needle, timeout))
         return turn
 
-    def tag(self, sender, recipient, kind="agent-message", extra=""):
-        return '<channel source="switchboard" from="%s" to="%s" kind="%s" severity="info"%s>' % (
-            sender, recipient, kind, extra)
+    def tag(self, sender, recipient, kind="agent-message"):
+        return '<channel source="switchboard" from="%s" to="%s" kind="%s" severity="info">' % (
+            sender, recipient, kind)
 
     def send(self, sender, recipient, text):
         """`sender`'s model sends `text` to `recipient`'s agent; returns the sender's tool result."""
