@@ -404,7 +404,9 @@ async fn names_survive_a_server_restart() -> Result<()> {
     // Sent before the agent is back: it waits for the agent's stream.
     let mut early = tokio::spawn(async move { newcomer.send("planner", "welcome back").await });
     assert!(
-        timeout(Duration::from_millis(300), &mut early).await.is_err(),
+        timeout(Duration::from_millis(300), &mut early)
+            .await
+            .is_err(),
         "the send waits instead of failing"
     );
     // What Claude Code does: re-open the stream of its old session.
@@ -466,7 +468,11 @@ async fn streams_closed_at_shutdown_ask_to_wait_out_a_restart() -> Result<()> {
         .lines()
         .find_map(|line| line.strip_prefix("retry:"))
         .map(str::trim);
-    assert_eq!(retry, Some("3000"), "the last event is a 3 s retry hint: {body:?}");
+    assert_eq!(
+        retry,
+        Some("3000"),
+        "the last event is a 3 s retry hint: {body:?}"
+    );
     Ok(())
 }
 
