@@ -228,18 +228,16 @@ impl AgentSessions {
             .into_stream()
             .map(Some)
             .chain(futures::stream::once(async { None }));
+        // At shutdown the stream ends early, with the hint to wait out the restart.
         let stopping = self.stopping.clone();
+        let farewell = futures::stream::once(async move { stopping.is_cancelled() })
+            .filter(|stopped| std::future::ready(*stopped))
+            .map(|_| ServerSseMessage::retry(super::RESTART_RETRY));
         let merged = futures::stream::select(rmcp_stream.map(Some), ours)
             .take_while(|item| std::future::ready(item.is_some()))
             .filter_map(std::future::ready)
             .take_until(self.stopping.clone().cancelled_owned())
-            .chain(futures::stream::iter(std::iter::once(()).filter_map(
-                move |()| {
-                    stopping
-                        .is_cancelled()
-                        .then(|| ServerSseMessage::retry(super::RESTART_RETRY))
-                },
-            )));
+            .chain(farewell);
         self.open_streams.count.fetch_add(1, Ordering::SeqCst);
         Ok(AgentStream {
             inner: Box::pin(merged),
