@@ -385,8 +385,9 @@ class Suite:
             for scenario in scenarios:
                 print("# " + scenario.__name__.replace("_", " "), flush=True)
                 scenario()
-        except (Failure, TimeoutError, OSError) as failure:
-            print("FAIL - %s" % failure, flush=True)
+        except Exception as failure:  # whatever broke, the screens and logs say why
+            kind = "" if isinstance(failure, Failure) else type(failure).__name__ + ": "
+            print("FAIL - %s%s" % (kind, failure), flush=True)
             self.diagnose()
             return 1
         finally:
