@@ -426,6 +426,10 @@ def main():
             sys.exit("%s is missing: run `%s` first" % (path, how))
     if not shutil.which("tmux"):
         sys.exit("tmux is missing: install it (apt-get install tmux)")
+
+    def out_of_time(*_):  # `run`'s timeout: still print the screens and end the sessions
+        raise Failure("the suite ran out of time (SIGTERM)")
+    signal.signal(signal.SIGTERM, out_of_time)
     sys.exit(Suite(args).run())
 
 
