@@ -111,7 +111,10 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     };
     let (cluster, kv): (Arc<dyn Cluster>, Option<Arc<dyn KvStore>>) = match &redis {
         Some(redis) => (redis.clone(), Some(Arc::new(redis.store()))),
-        None => (Arc::new(LocalCluster::default()), None),
+        None => (
+            Arc::new(LocalCluster::numbering_after(store.highest_agent_number())),
+            None,
+        ),
     };
 
     let options = ChainOptions {
@@ -159,17 +162,20 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         },
         shutdown.clone(),
     );
+    if let Err(error) = sessions.restore_agents().await {
+        tracing::warn!(%error, "agents from before the restart get new names");
+    }
     let guard = Arc::new(Guard {
         auth,
         allowed_origins: cli.allow_origins.clone(),
         identities,
-        sessions,
+        sessions: sessions.clone(),
         registry: bus.registry().clone(),
         max_agents: cli.max_agents,
         max_sessions: cli.max_sessions,
     });
     let app = http::router(mcp, bus, guard, max_body_bytes);
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(stop_on_signal(shutdown.clone(), sessions));
     tracing::info!(
         url = %format!("http://{addr}/mcp"),
         sessions = %store.path().display(),
@@ -186,7 +192,10 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// How long shutdown waits for agent streams to take their retry hint.
+const STREAMS_CLOSE_WITHIN: Duration = Duration::from_secs(1);
+
+async fn stop_on_signal(shutdown: CancellationToken, sessions: Arc<mcp::sessions::AgentSessions>) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -207,5 +216,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+    sessions.close_streams(STREAMS_CLOSE_WITHIN).await;
     shutdown.cancel();
 }

@@ -172,6 +172,8 @@ struct Entry {
     outbox: Arc<Outbox>,
     attached: Option<Generation>,
     detached_at: Option<Instant>,
+    /// Restored from before a restart and not back since.
+    restored: bool,
 }
 
 #[derive(Default)]
@@ -283,6 +285,26 @@ impl Registry {
         Ok(false)
     }
 
+    /// Frees `name` if a session restored from before a restart holds it and
+    /// has not come back. A session declaring that name is most likely the
+    /// same client, which gave up its old session and started a new one.
+    async fn free_from_restored(&self, name: &str) {
+        let key = name.to_ascii_lowercase();
+        let session = {
+            let mut state = self.lock();
+            let Some(session) = state.names.get(&key).cloned() else {
+                return;
+            };
+            let Some(entry) = state.sessions.get_mut(&session).filter(|e| e.restored) else {
+                return;
+            };
+            entry.name = None;
+            state.names.remove(&key);
+            session
+        };
+        self.cluster.release(&session, name).await;
+    }
+
     /// The strongest name of `claim` (or the session's current one) that it
     /// can take, and why it did not get the one it asked for.
     async fn pick_name(
@@ -306,6 +328,7 @@ impl Registry {
         }
         let mut note = None;
         if let Some(declared) = &claim.declared {
+            self.free_from_restored(declared).await;
             match validate_name(declared) {
                 Err(error) => note = Some(format!("the declared {error}")),
                 Ok(()) if self.take(session, declared, None, order).await? => {
@@ -352,6 +375,7 @@ impl Registry {
                     attached: None,
                     detached_at: None,
                     note: None,
+                    restored: false,
                 });
             (entry.name.clone(), entry.order)
         };
@@ -380,6 +404,7 @@ impl Registry {
                     entry.order = order;
                     entry.attached = Some(generation);
                     entry.detached_at = None;
+                    entry.restored = false;
                     entry.note.clone_from(&note);
                     Some(stream)
                 }
@@ -397,6 +422,36 @@ impl Registry {
         // marked the agent offline; the next one follows at once.
         self.cluster.presence_changed();
         Ok(Attached { name, note, stream })
+    }
+
+    /// A session remembered from before a restart: its agent holds `name`,
+    /// offline, as if its stream had dropped `back_within` from now. Until
+    /// that and the grace have passed, messages to it wait for its stream and
+    /// nobody else can take the name. False if the name is not free.
+    pub async fn restore(
+        &self,
+        session: &str,
+        name: &str,
+        back_within: Duration,
+    ) -> Result<bool, ClusterError> {
+        let order = self.cluster.next(Sequence::Order).await?;
+        if !self.take(session, name, None, order).await? {
+            return Ok(false);
+        }
+        self.lock().sessions.insert(
+            session.to_owned(),
+            Entry {
+                name: Some(name.to_owned()),
+                fixed: false,
+                note: None,
+                order,
+                outbox: Outbox::new(self.queue_depth),
+                attached: None,
+                detached_at: Some(Instant::now() + back_within),
+                restored: true,
+            },
+        );
+        Ok(true)
     }
 
     /// The stream of `generation` ended; a newer stream of the same session
@@ -670,6 +725,50 @@ mod tests {
         };
         assert_eq!(attach(&restarted, "s9", &remembered).await.name, "planner");
         assert_eq!(attach(&restarted, "s8", &remembered).await.name, "agent-1");
+    }
+
+    #[tokio::test]
+    async fn restored_agents_hold_their_names_and_messages_wait_for_them() {
+        let r = registry();
+        assert!(
+            r.restore("s1", "coder", Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            r.roster("s2").await.agents.is_empty(),
+            "offline until it streams"
+        );
+        attach(&r, "s2", &Claim::default()).await;
+        assert_eq!(
+            r.rename("s2", "coder").await,
+            Err(NameError::Taken("coder".into()))
+        );
+        let Ok(Recipient::Local(agent)) = r.recipient(Some("s2"), "coder").await else {
+            panic!("a restored agent is a recipient");
+        };
+        assert!(agent.reconnecting_until.unwrap() > Instant::now() + Duration::from_secs(4));
+        assert_eq!(attach(&r, "s1", &Claim::default()).await.name, "coder");
+    }
+
+    #[tokio::test]
+    async fn a_declared_name_is_taken_back_from_a_restored_session() {
+        let r = registry();
+        assert!(
+            r.restore("old", "planner", Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+        let declared = Claim {
+            declared: Some("planner".into()),
+            ..Claim::default()
+        };
+        assert_eq!(attach(&r, "new", &declared).await.name, "planner");
+        let late = attach(&r, "old", &Claim::default()).await;
+        assert_eq!(
+            late.name, "agent-1",
+            "the name went to the declaring session"
+        );
     }
 
     #[tokio::test]

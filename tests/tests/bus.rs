@@ -396,9 +396,25 @@ async fn names_survive_a_server_restart() -> Result<()> {
     assert!(server.terminate().await?.success());
 
     let server = Server::launch(&plugins, state.path(), port, &[]).await?;
+    let newcomer = Agent::connect(&server.url()).await?;
+    assert_eq!(
+        newcomer.name, "agent-3",
+        "agent-1 and agent-2 were given out before the restart"
+    );
+    // Sent before the agent is back: it waits for the agent's stream.
+    let mut early = tokio::spawn(async move { newcomer.send("planner", "welcome back").await });
+    assert!(
+        timeout(Duration::from_millis(300), &mut early)
+            .await
+            .is_err(),
+        "the send waits instead of failing"
+    );
     // What Claude Code does: re-open the stream of its old session.
     a.reopen_stream(false).await?;
     assert_eq!(a.whoami().await?, "planner");
+    let sent = timeout(WAIT, early).await???;
+    assert!(!sent.is_error, "{}", sent.text);
+    assert_eq!(a.next_message().await?["params"]["content"], "welcome back");
     let sent = b
         .session
         .call("send-message", json!({"to": "planner", "message": "back?"}))
@@ -428,6 +444,35 @@ async fn sigterm_closes_streams_and_exits_zero() -> Result<()> {
     })
     .await;
     assert!(closed.is_ok(), "stream still open after shutdown");
+    Ok(())
+}
+
+#[tokio::test]
+async fn streams_closed_at_shutdown_ask_to_wait_out_a_restart() -> Result<()> {
+    let mut server = Server::bare(&[]).await?;
+    let session = Session::open(&server.url()).await?;
+    let stream = reqwest::Client::new()
+        .get(server.url())
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session.id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await?;
+    assert!(stream.status().is_success());
+    assert!(server.terminate().await?.success());
+    let body = timeout(WAIT, stream.text()).await??;
+    // Claude Code re-opens after the last retry hint; twice refused, it
+    // starts a new session, which would be a new agent.
+    let last_event = body.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    let retry = last_event
+        .lines()
+        .find_map(|line| line.strip_prefix("retry:"))
+        .map(str::trim);
+    assert_eq!(
+        retry,
+        Some("3000"),
+        "the last event is a 3 s retry hint: {body:?}"
+    );
     Ok(())
 }
 

@@ -90,6 +90,17 @@ pub struct LocalCluster {
     order: AtomicU64,
 }
 
+impl LocalCluster {
+    /// A cluster whose next `agent-N` is `agent-{after + 1}`: numbers given
+    /// out before a restart stay with the agents that had them.
+    pub fn numbering_after(after: u64) -> Self {
+        Self {
+            agent_number: AtomicU64::new(after),
+            ..Self::default()
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Cluster for LocalCluster {
     async fn claim(&self, _session: &str, _name: &str, _order: u64) -> Result<bool, ClusterError> {

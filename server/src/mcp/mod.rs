@@ -21,6 +21,11 @@ use tools::Switchboard;
 
 /// How long Claude Code waits before re-opening a dropped stream (rmcp-notes §8).
 const SSE_RETRY: Duration = Duration::from_millis(500);
+/// The same, for streams closed because the server stops: Claude Code tries
+/// a stream twice, at this interval, before it gives up on the session and
+/// starts a new one (a new agent), so a restart within twice this keeps
+/// every agent's session.
+pub const RESTART_RETRY: Duration = Duration::from_secs(3);
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub struct McpOptions {

@@ -1,8 +1,9 @@
 //! Sessions remembered on disk, so a restarted server restores each Claude
 //! Code session (rmcp replays its `initialize`) and gives its agent the same
-//! name back. One JSON file, rewritten atomically by a background writer that
-//! coalesces changes (rewriting it per change made connecting N agents cost
-//! O(N²)), and flushed at shutdown.
+//! name back, and never hands an `agent-N` number out twice. One JSON file,
+//! rewritten atomically by a background writer that coalesces changes
+//! (rewriting it per change made connecting N agents cost O(N²)), and flushed
+//! at shutdown.
 
 use std::{
     collections::HashMap,
@@ -38,9 +39,50 @@ struct Record {
     name: Option<String>,
 }
 
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Contents {
+    sessions: HashMap<String, Record>,
+    /// The highest N of an `agent-N` name given out so far: a restarted
+    /// server numbers on from here, so no number ever names two agents.
+    #[serde(default)]
+    highest_agent_number: u64,
+}
+
+/// What the file held before it recorded the agent numbers: the sessions alone.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OnDisk {
+    Current(Contents),
+    Sessions(HashMap<String, Record>),
+}
+
+impl From<OnDisk> for Contents {
+    fn from(on_disk: OnDisk) -> Self {
+        match on_disk {
+            OnDisk::Current(contents) => contents,
+            OnDisk::Sessions(sessions) => {
+                let highest_agent_number = sessions
+                    .values()
+                    .filter_map(|r| agent_number(r.name.as_deref()?))
+                    .max()
+                    .unwrap_or(0);
+                Contents {
+                    sessions,
+                    highest_agent_number,
+                }
+            }
+        }
+    }
+}
+
+/// The N of a name `agent-N`.
+fn agent_number(name: &str) -> Option<u64> {
+    name.strip_prefix("agent-")?.parse().ok()
+}
+
 pub struct SessionFile {
     path: PathBuf,
-    records: Mutex<HashMap<String, Record>>,
+    records: Mutex<Contents>,
     changed: Notify,
     version: AtomicU64,
     written: AtomicU64,
@@ -57,19 +99,19 @@ impl SessionFile {
         })?;
         let path = dir.join(format!("sessions-{port}.json"));
         let records = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(records) => records,
+            Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
+                Ok(on_disk) => on_disk.into(),
                 Err(error) => {
                     let aside = path.with_extension("json.bad");
                     tracing::warn!(path = %path.display(), %error, "session file unreadable; set aside as {}", aside.display());
                     let _ = std::fs::rename(&path, aside);
-                    HashMap::new()
+                    Contents::default()
                 }
             },
-            Err(error) if error.kind() == io::ErrorKind::NotFound => HashMap::new(),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Contents::default(),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "session file unreadable; starting without it");
-                HashMap::new()
+                Contents::default()
             }
         };
         Ok(Self {
@@ -94,7 +136,7 @@ impl SessionFile {
         });
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Record>> {
+    fn lock(&self) -> MutexGuard<'_, Contents> {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -131,12 +173,32 @@ impl SessionFile {
     }
 
     pub async fn remembered_name(&self, session: &str) -> Option<String> {
-        self.lock().get(session)?.name.clone()
+        self.lock().sessions.get(session)?.name.clone()
+    }
+
+    /// Every remembered session that had an agent, with its name.
+    pub fn remembered_agents(&self) -> Vec<(String, String)> {
+        self.lock()
+            .sessions
+            .iter()
+            .filter_map(|(session, r)| Some((session.clone(), r.name.clone()?)))
+            .collect()
+    }
+
+    /// The highest `agent-N` number given out before, by this server or the
+    /// ones before it on this port.
+    pub fn highest_agent_number(&self) -> u64 {
+        self.lock().highest_agent_number
     }
 
     pub async fn set_name(&self, session: &str, name: &str) {
-        let mut records = self.lock();
-        let Some(record) = records.get_mut(session) else {
+        let mut contents = self.lock();
+        let number = agent_number(name).unwrap_or(0);
+        if number > contents.highest_agent_number {
+            contents.highest_agent_number = number;
+            self.mark_changed();
+        }
+        let Some(record) = contents.sessions.get_mut(session) else {
             return;
         };
         if record.name.as_deref() != Some(name) {
@@ -146,7 +208,7 @@ impl SessionFile {
     }
 
     pub async fn forget(&self, session: &str) {
-        if self.lock().remove(session).is_some() {
+        if self.lock().sessions.remove(session).is_some() {
             self.mark_changed();
         }
     }
@@ -155,11 +217,16 @@ impl SessionFile {
 #[async_trait::async_trait]
 impl SessionStore for SessionFile {
     async fn load(&self, session: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        Ok(self.lock().get(session).and_then(|r| r.state.clone()))
+        Ok(self
+            .lock()
+            .sessions
+            .get(session)
+            .and_then(|r| r.state.clone()))
     }
 
     async fn store(&self, session: &str, state: &SessionState) -> Result<(), SessionStoreError> {
         self.lock()
+            .sessions
             .entry(session.to_owned())
             .or_insert(Record {
                 state: None,
@@ -173,5 +240,48 @@ impl SessionStore for SessionFile {
     async fn delete(&self, session: &str) -> Result<(), SessionStoreError> {
         self.forget(session).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn agent_numbers_and_names_outlive_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SessionFile::open(dir.path(), 1).unwrap();
+        let state = SessionState::new(Default::default());
+        file.store("s1", &state).await.unwrap();
+        file.store("s2", &state).await.unwrap();
+        file.set_name("s1", "agent-1").await;
+        file.set_name("s2", "agent-2").await;
+        file.set_name("s1", "coder").await;
+        file.forget("s2").await;
+        file.flush().await;
+
+        let reopened = SessionFile::open(dir.path(), 1).unwrap();
+        assert_eq!(
+            reopened.highest_agent_number(),
+            2,
+            "agent-2 left, its number stays used"
+        );
+        assert_eq!(
+            reopened.remembered_agents(),
+            [("s1".to_owned(), "coder".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_file_of_the_earlier_format_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sessions-1.json"),
+            r#"{"s1": {"state": null, "name": "agent-7"}, "s2": {"state": null, "name": "coder"}}"#,
+        )
+        .unwrap();
+        let file = SessionFile::open(dir.path(), 1).unwrap();
+        assert_eq!(file.highest_agent_number(), 7);
+        assert_eq!(file.remembered_agents().len(), 2);
     }
 }

@@ -7,11 +7,17 @@
 //! detaches it. It also fixes the rmcp defaults that break a channel server
 //! (see `docs/mcp-sessions.md`): no idle expiry while a stream is open, the
 //! last GET wins, and resumes replay by our own event ids, never twice.
+//! Across a restart it keeps agents' sessions: remembered agents are held
+//! for their sessions, and streams closed at shutdown tell Claude Code to
+//! wait long enough for the new server before it re-opens them.
 
 use std::{
     collections::HashMap,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -31,6 +37,7 @@ use rmcp::{
         },
     },
 };
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{identity::Identities, session_store::SessionFile};
@@ -60,6 +67,16 @@ pub struct AgentSessions {
     /// Starts every session id (`<prefix>.<uuid>`), so a load balancer in
     /// front of several replicas can send a session's requests to the one holding it.
     session_prefix: Option<String>,
+    /// Fired at shutdown: every agent stream ends with a long retry hint.
+    stopping: CancellationToken,
+    open_streams: Arc<OpenStreams>,
+}
+
+/// How many agent streams are open, for shutdown to wait until all are closed.
+#[derive(Default)]
+struct OpenStreams {
+    count: AtomicUsize,
+    none_left: Notify,
 }
 
 impl AgentSessions {
@@ -81,6 +98,48 @@ impl AgentSessions {
             identities,
             last_seen: Mutex::new(HashMap::new()),
             session_prefix: None,
+            stopping: CancellationToken::new(),
+            open_streams: Arc::default(),
+        }
+    }
+
+    /// Holds each remembered agent's name for its session, so the session,
+    /// restored when Claude Code re-opens its stream, finds it, and messages
+    /// sent to it meanwhile wait. Sessions that never come back are reaped
+    /// like any idle one.
+    pub async fn restore_agents(&self) -> Result<(), AttachError> {
+        for (session, name) in self.store.remembered_agents() {
+            // Claude Code comes back once the retry hint of the last stream has passed.
+            if self
+                .registry
+                .restore(&session, &name, super::RESTART_RETRY)
+                .await?
+            {
+                self.touch(&session.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every agent stream with a retry hint long enough for a restart
+    /// (Claude Code gives up on a session whose stream stays refused for
+    /// twice the hint, and starts a new one), and waits up to `within` for
+    /// the streams to close.
+    pub async fn close_streams(&self, within: Duration) {
+        self.stopping.cancel();
+        let all_closed = async {
+            loop {
+                let none_left = self.open_streams.none_left.notified();
+                tokio::pin!(none_left);
+                none_left.as_mut().enable();
+                if self.open_streams.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                none_left.await;
+            }
+        };
+        if tokio::time::timeout(within, all_closed).await.is_err() {
+            tracing::warn!("some agent streams were still open at shutdown");
         }
     }
 
@@ -169,9 +228,17 @@ impl AgentSessions {
             .into_stream()
             .map(Some)
             .chain(futures::stream::once(async { None }));
+        // At shutdown the stream ends early, with the hint to wait out the restart.
+        let stopping = self.stopping.clone();
+        let farewell = futures::stream::once(async move { stopping.is_cancelled() })
+            .filter(|stopped| std::future::ready(*stopped))
+            .map(|_| ServerSseMessage::retry(super::RESTART_RETRY));
         let merged = futures::stream::select(rmcp_stream.map(Some), ours)
             .take_while(|item| std::future::ready(item.is_some()))
-            .filter_map(std::future::ready);
+            .filter_map(std::future::ready)
+            .take_until(self.stopping.clone().cancelled_owned())
+            .chain(farewell);
+        self.open_streams.count.fetch_add(1, Ordering::SeqCst);
         Ok(AgentStream {
             inner: Box::pin(merged),
             _detach_on_drop: DetachGuard {
@@ -179,6 +246,7 @@ impl AgentSessions {
                 session: id.to_string(),
                 name,
                 generation,
+                open_streams: self.open_streams.clone(),
             },
         })
     }
@@ -203,12 +271,16 @@ struct DetachGuard {
     session: String,
     name: String,
     generation: Generation,
+    open_streams: Arc<OpenStreams>,
 }
 
 impl Drop for DetachGuard {
     fn drop(&mut self) {
         self.registry.detach(&self.session, self.generation);
         tracing::info!(agent = %self.name, session = %self.session, "agent stream closed");
+        if self.open_streams.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.open_streams.none_left.notify_waiters();
+        }
     }
 }
 

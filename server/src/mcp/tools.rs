@@ -1,6 +1,10 @@
 //! The MCP handler: what `initialize` answers and the three tools
 //! (`list-agents`, `rename-agent`, `send-message`). Tools only translate
 //! between MCP and the bus; every rule lives in the registry and the bus.
+//!
+//! Claude Code gives its model a result's `structuredContent` instead of its
+//! text, so the structured results are written for a model to read: keys
+//! that say what they hold, and no key without a value (no `null`, no `[]`).
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -71,9 +75,22 @@ fn tool_error(sentence: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(sentence.into())])
 }
 
-fn with_structured(mut result: CallToolResult, value: serde_json::Value) -> CallToolResult {
-    result.structured_content = Some(value);
+/// A successful result: `text` for clients that read text, `structured`
+/// (what Claude Code's model reads) with empty values left out.
+fn answer(text: String, structured: serde_json::Value) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(without_empty_values(structured));
     result
+}
+
+fn without_empty_values(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+            .collect(),
+        other => other,
+    }
 }
 
 impl Switchboard {
@@ -107,11 +124,13 @@ impl Switchboard {
             (Some(name), None) => format!("you are {name}"),
             (None, _) => "you are not an agent yet: your event stream is not open".to_owned(),
         };
-        with_structured(
-            CallToolResult::success(vec![ContentBlock::text(format!(
-                "Connected agents: {names} ({you})"
-            ))]),
-            json!({ "agents": roster.agents, "you": roster.you, "note": roster.note }),
+        let note = match &roster.you {
+            Some(_) => roster.note,
+            None => Some("you are not an agent yet: your event stream is not open".to_owned()),
+        };
+        answer(
+            format!("Connected agents: {names} ({you})"),
+            json!({ "agents": roster.agents, "you": roster.you, "note": note }),
         )
     }
 
@@ -129,11 +148,9 @@ impl Switchboard {
             Ok(old) => {
                 self.store.set_name(&session, &name).await;
                 tracing::info!(from = %old, to = %name, "agent renamed");
-                with_structured(
-                    CallToolResult::success(vec![ContentBlock::text(format!(
-                        "Renamed from {old} to {name}"
-                    ))]),
-                    json!({ "old": old, "name": name }),
+                answer(
+                    format!("Renamed from {old} to {name}"),
+                    json!({ "name": name, "previous_name": old }),
                 )
             }
             Err(error) => tool_error(capitalize(&error.to_string())),
@@ -158,9 +175,9 @@ impl Switchboard {
                         receipt.rewritten_by.join(", ")
                     ));
                 }
-                with_structured(
-                    CallToolResult::success(vec![ContentBlock::text(text)]),
-                    json!({ "id": receipt.id, "delivered_to": receipt.to, "rewritten_by": receipt.rewritten_by }),
+                answer(
+                    text,
+                    json!({ "delivered_to": receipt.to, "rewritten_by": receipt.rewritten_by, "message_id": receipt.id }),
                 )
             }
             Err(error) => tool_error(capitalize(&error.to_string())),
@@ -210,7 +227,16 @@ impl ServerHandler for Switchboard {
 
 #[cfg(test)]
 mod tests {
-    use super::INSTRUCTIONS;
+    use super::{INSTRUCTIONS, without_empty_values};
+    use serde_json::json;
+
+    #[test]
+    fn structured_results_leave_out_empty_values() {
+        assert_eq!(
+            without_empty_values(json!({"agents": ["a"], "you": null, "rewritten_by": [], "n": 0})),
+            json!({"agents": ["a"], "n": 0})
+        );
+    }
 
     #[test]
     fn instructions_fit_and_name_the_tools() {
