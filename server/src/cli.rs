@@ -4,6 +4,11 @@ use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::{
+    join::JoinArgs,
+    trigger::{AgentsArgs, SendArgs},
+};
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "switchboard",
@@ -27,6 +32,15 @@ pub enum Command {
     /// Run a corpus of messages through a filter chain and report what it
     /// would do, before the chain goes live.
     Check(CheckArgs),
+    /// Join a running server as an agent from the terminal: messages to you
+    /// are printed as they arrive, and typed lines (`@coder hello`, `/who`,
+    /// `/rename NAME`, `/quit`) are sent through the same tools Claude Code uses.
+    Join(JoinArgs),
+    /// Send a message to an agent through the HTTP trigger (POST /v1/messages).
+    #[command(after_help = crate::client::trigger::SEND_EXIT_CODES)]
+    Send(SendArgs),
+    /// List the agents online (GET /v1/agents), one per line.
+    Agents(AgentsArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -22,8 +22,20 @@ async fn main() -> std::process::ExitCode {
         println!("sha256 = \"{}\"", auth::hash_token(token.trim()));
         return std::process::ExitCode::SUCCESS;
     }
-    if let Some(Command::Check(args)) = cli.command {
-        return check(args);
+    match cli.command {
+        Some(Command::Check(args)) => return check(args),
+        Some(Command::Join(args)) => {
+            return match server::client::join::run(args).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("switchboard join: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Send(args)) => return server::client::trigger::send(args).await,
+        Some(Command::Agents(args)) => return server::client::trigger::agents(args).await,
+        Some(Command::HashToken) | None => {}
     }
     app::init_tracing(cli.serve.log_format);
     match app::run(cli.serve).await {

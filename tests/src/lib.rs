@@ -3,6 +3,7 @@
 //! assert wire bytes. Every wait is bounded.
 
 pub mod redis;
+pub mod terminal;
 
 use std::{
     path::{Path, PathBuf},
