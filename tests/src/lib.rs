@@ -307,6 +307,12 @@ impl Session {
         Ok(session)
     }
 
+    /// From now on, requests go without the headers given at `open_with`,
+    /// as a client that sends `X-Agent-Name` with `initialize` only.
+    pub fn stop_sending_headers(&mut self) {
+        self.headers.clear();
+    }
+
     fn with_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         for (k, v) in &self.headers {
             request = request.header(k, v);
