@@ -4,9 +4,12 @@ use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::{
-    join::JoinArgs,
-    trigger::{AgentsArgs, SendArgs},
+use crate::{
+    client::{
+        join::JoinArgs,
+        trigger::{AgentsArgs, SendArgs},
+    },
+    scaffold::NewFilterArgs,
 };
 
 #[derive(Debug, Clone, Parser)]
@@ -41,6 +44,9 @@ pub enum Command {
     Send(SendArgs),
     /// List the agents online (GET /v1/agents), one per line.
     Agents(AgentsArgs),
+    /// Create a filter crate in the plugins folder (a working filter with
+    /// tests) and add it to the workspace.
+    NewFilter(NewFilterArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -19,3 +19,4 @@ pub mod http;
 pub mod mcp;
 pub mod message;
 pub mod registry;
+pub mod scaffold;

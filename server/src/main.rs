@@ -35,6 +35,18 @@ async fn main() -> std::process::ExitCode {
         }
         Some(Command::Send(args)) => return server::client::trigger::send(args).await,
         Some(Command::Agents(args)) => return server::client::trigger::agents(args).await,
+        Some(Command::NewFilter(args)) => {
+            return match server::scaffold::run(&args) {
+                Ok(created) => {
+                    println!("{}", server::scaffold::next_steps(&args.name, &created));
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("switchboard new-filter: {error}");
+                    std::process::ExitCode::from(2)
+                }
+            };
+        }
         Some(Command::HashToken) | None => {}
     }
     app::init_tracing(cli.serve.log_format);
