@@ -20,3 +20,4 @@ pub mod mcp;
 pub mod message;
 pub mod registry;
 pub mod scaffold;
+pub mod toml_error;
