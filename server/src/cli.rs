@@ -15,7 +15,7 @@ use crate::{
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "switchboard",
-    version,
+    version = env!("SWITCHBOARD_VERSION"),
     about = "A message bus for Claude Code sessions, over MCP channels",
     args_conflicts_with_subcommands = true
 )]
@@ -47,6 +47,12 @@ pub enum Command {
     /// Create a filter crate in the plugins folder (a working filter with
     /// tests) and add it to the workspace.
     NewFilter(NewFilterArgs),
+    /// Print a shell completion script, e.g. `switchboard completions bash >
+    /// ~/.local/share/bash-completion/completions/switchboard`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use server::{
     app, auth,
     cli::{CheckArgs, Cli, Command},
@@ -46,6 +46,11 @@ async fn main() -> std::process::ExitCode {
                     std::process::ExitCode::from(2)
                 }
             };
+        }
+        Some(Command::Completions { shell }) => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "switchboard", &mut std::io::stdout());
+            return std::process::ExitCode::SUCCESS;
         }
         Some(Command::HashToken) | None => {}
     }
