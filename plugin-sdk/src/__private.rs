@@ -64,8 +64,9 @@ mod guest {
         match crate::instantiate::<F>(&backend::config_json()) {
             Ok(filter) => filter,
             Err(err) => {
-                // The panic message goes to the guest's stderr, which the host
-                // may not keep; the log line is what the operator sees.
+                // The host reads an error log starting "invalid config: "
+                // followed by a trap as one refusal of the config
+                // (`CONFIG_ERROR_PREFIX` in the server): keep the two in step.
                 log::error(format!("invalid config: {err}"));
                 panic!("invalid config: {err}");
             }

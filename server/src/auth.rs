@@ -105,7 +105,8 @@ impl Authenticator {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: AuthFile = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let file: AuthFile =
+            toml::from_str(text).map_err(|e| crate::toml_error::describe(text, &e))?;
         let mut names = HashSet::new();
         let mut entries = Vec::new();
         for entry in file.token {
@@ -203,7 +204,11 @@ mod tests {
                 .contains("64 hex digits")
         );
         let role = "[[token]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"abc\"\n";
-        assert!(Authenticator::parse(role).is_err());
+        let error = Authenticator::parse(role).err().unwrap();
+        assert!(
+            error.starts_with("line 3, column 8: unknown variant `root`"),
+            "{error}"
+        );
         let twice = file().replace("\"ci\"", "\"Planner\"");
         assert!(
             Authenticator::parse(&twice)

@@ -6,7 +6,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
@@ -44,6 +44,25 @@ pub enum SendError {
     WentOffline { to: String },
     #[error(transparent)]
     Route(RouteError),
+}
+
+impl SendError {
+    /// How long to wait before retrying, when a filter's reason ends with
+    /// `retry in N s` (as the rate limiter's do). The HTTP trigger turns
+    /// such a refusal into 429 with `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let SendError::Rejected { reason, .. } = self else {
+            return None;
+        };
+        let (_, tail) = reason.rsplit_once("retry in ")?;
+        let seconds: f64 = tail
+            .trim_end_matches(['.', ' '])
+            .strip_suffix('s')?
+            .trim()
+            .parse()
+            .ok()?;
+        Duration::try_from_secs_f64(seconds).ok()
+    }
 }
 
 /// What the sender is told about a delivered message.
@@ -190,5 +209,33 @@ impl Bus {
             Err(PushError::Full(waiting)) => Err(SendError::QueueFull { to, waiting }),
             Err(PushError::Offline) => Err(SendError::WentOffline { to }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(reason: &str) -> SendError {
+        SendError::Rejected {
+            filter: "rate-limit".into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn a_reason_that_says_when_to_retry_gives_the_wait() {
+        assert_eq!(
+            rejected("coder is over its limit of 30 messages/min (burst 10); retry in 2.5 s")
+                .retry_after(),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            rejected("busy; retry in 0.1 s.").retry_after(),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(rejected("instruction override phrase").retry_after(), None);
+        assert_eq!(rejected("retry in soon s").retry_after(), None);
+        assert_eq!(SendError::Empty.retry_after(), None);
     }
 }

@@ -4,10 +4,18 @@ use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::{
+    client::{
+        join::JoinArgs,
+        trigger::{AgentsArgs, SendArgs},
+    },
+    scaffold::NewFilterArgs,
+};
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "switchboard",
-    version,
+    version = env!("SWITCHBOARD_VERSION"),
     about = "A message bus for Claude Code sessions, over MCP channels",
     args_conflicts_with_subcommands = true
 )]
@@ -27,6 +35,24 @@ pub enum Command {
     /// Run a corpus of messages through a filter chain and report what it
     /// would do, before the chain goes live.
     Check(CheckArgs),
+    /// Join a running server as an agent from the terminal: messages to you
+    /// are printed as they arrive, and typed lines (`@coder hello`, `/who`,
+    /// `/rename NAME`, `/quit`) are sent through the same tools Claude Code uses.
+    Join(JoinArgs),
+    /// Send a message to an agent through the HTTP trigger (POST /v1/messages).
+    #[command(after_help = crate::client::trigger::SEND_EXIT_CODES)]
+    Send(SendArgs),
+    /// List the agents online (GET /v1/agents), one per line.
+    Agents(AgentsArgs),
+    /// Create a filter crate in the plugins folder (a working filter with
+    /// tests) and add it to the workspace.
+    NewFilter(NewFilterArgs),
+    /// Print a shell completion script, e.g. `switchboard completions bash >
+    /// ~/.local/share/bash-completion/completions/switchboard`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,6 +3,7 @@
 //! Data flows one way: HTTP/MCP ([`http`], [`mcp`]) -> [`registry`] -> [`filter`]
 //! stage (the WebAssembly [`chain`]) -> [`delivery`]. [`bus`] is the one path a message takes through them.
 //! With `--redis`, [`cluster`] extends the registry and delivery to the other replicas.
+//! [`client`] is the other side: the `join`, `send` and `agents` subcommands.
 
 pub mod app;
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod bus;
 pub mod chain;
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod delivery;
 pub mod filter;
@@ -17,3 +19,5 @@ pub mod http;
 pub mod mcp;
 pub mod message;
 pub mod registry;
+pub mod scaffold;
+pub mod toml_error;

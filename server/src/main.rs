@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, Write};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use server::{
     app, auth,
     cli::{CheckArgs, Cli, Command},
@@ -22,8 +22,37 @@ async fn main() -> std::process::ExitCode {
         println!("sha256 = \"{}\"", auth::hash_token(token.trim()));
         return std::process::ExitCode::SUCCESS;
     }
-    if let Some(Command::Check(args)) = cli.command {
-        return check(args);
+    match cli.command {
+        Some(Command::Check(args)) => return check(args),
+        Some(Command::Join(args)) => {
+            return match server::client::join::run(args).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("switchboard join: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Send(args)) => return server::client::trigger::send(args).await,
+        Some(Command::Agents(args)) => return server::client::trigger::agents(args).await,
+        Some(Command::NewFilter(args)) => {
+            return match server::scaffold::run(&args) {
+                Ok(created) => {
+                    println!("{}", server::scaffold::next_steps(&args.name, &created));
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("switchboard new-filter: {error}");
+                    std::process::ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Completions { shell }) => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "switchboard", &mut std::io::stdout());
+            return std::process::ExitCode::SUCCESS;
+        }
+        Some(Command::HashToken) | None => {}
     }
     app::init_tracing(cli.serve.log_format);
     match app::run(cli.serve).await {

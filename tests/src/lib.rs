@@ -3,6 +3,7 @@
 //! assert wire bytes. Every wait is bounded.
 
 pub mod redis;
+pub mod terminal;
 
 use std::{
     path::{Path, PathBuf},
@@ -304,6 +305,12 @@ impl Session {
         };
         session.notify("notifications/initialized").await?;
         Ok(session)
+    }
+
+    /// From now on, requests go without the headers given at `open_with`,
+    /// as a client that sends `X-Agent-Name` with `initialize` only.
+    pub fn stop_sending_headers(&mut self) {
+        self.headers.clear();
     }
 
     fn with_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

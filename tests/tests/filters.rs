@@ -414,16 +414,29 @@ async fn a_refused_reload_leaves_the_old_chain_in_force() -> Result<()> {
         (fixture("missing", ""), "cannot be read"),
         (
             "[[filter]]\nname = \"x\"\ncomponent = \"x.wat\"\ntimeout = 5\n".into(),
-            "unknown field `timeout`",
+            "line 4, column 1: unknown field `timeout`",
+        ),
+        // The filter's own refusal, in one line: the key and the reason, no
+        // trap (quotes come escaped: the log line is JSON).
+        (
+            bundled("rate-limit", "per_sender_burst = 0"),
+            "rate-limit\\\" refused its config: config key `per_sender_burst`: must be at least 1",
         ),
     ];
     for (chain, reason) in refusals {
         plugins.write_chain(&chain)?;
         let line = server.wait_log("filter chain refused").await?;
         ensure!(line.contains(reason), "expected {reason:?} in {line}");
+        if reason.contains("refused its config") {
+            ensure!(!line.contains("trap") && !line.contains("probe"), "{line}");
+        }
         let sent = coder.send(&reviewer.name, "still filtered?").await?;
         ensure!(sent.text == "Rejected by reject: nope", "{}", sent.text);
     }
+    // Undoing the bad edit says so, rather than staying silent.
+    plugins.write_chain(&fixture("reject", ""))?;
+    let line = server.wait_log("filter chain file loads again").await?;
+    ensure!(line.contains("unchanged"), "{line}");
     let chain = &health(&server).await?["chain"];
     ensure!(
         chain["generation"] == 1 && chain["filters"] == serde_json::json!(["reject"]),

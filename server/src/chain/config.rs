@@ -106,8 +106,7 @@ pub fn load(path: &Path) -> Result<Vec<FilterSpec>, ConfigError> {
 pub fn parse(path: &Path, text: &str) -> Result<Vec<FilterSpec>, ConfigError> {
     let file: ChainFile = toml::from_str(text).map_err(|error| ConfigError::Parse {
         path: path.to_owned(),
-        // toml's message spans several lines (a source excerpt); logs want one.
-        message: error.message().to_owned(),
+        message: crate::toml_error::describe(text, &error),
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut seen = HashSet::new();
@@ -219,6 +218,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown field `timeout`"), "{error}");
+        assert!(error.contains("line 4, column 1"), "{error}");
         assert!(!error.contains('\n'), "{error}");
         let error = parse_str("[[filters]]\nname = \"a\"\n")
             .unwrap_err()

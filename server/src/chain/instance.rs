@@ -55,7 +55,16 @@ pub enum Fault {
     Trap(String),
     #[error("returned an invalid verdict: {0}")]
     Verdict(String),
+    /// The filter refused its `[filter.config]`: the SDK logs the reason
+    /// with [`CONFIG_ERROR_PREFIX`] and then traps.
+    #[error("refused its config: {0}")]
+    Config(String),
 }
+
+/// How plugin-sdk's guest side announces a config it refuses, just before
+/// it traps (`plugin-sdk/src/__private.rs`). The host turns the pair into
+/// one [`Fault::Config`] instead of a log line plus a trap.
+pub const CONFIG_ERROR_PREFIX: &str = "invalid config: ";
 
 /// The error a memory grow past the cap traps with, so it can be told apart
 /// from a guest panic (both would otherwise be `unreachable`).
@@ -100,6 +109,8 @@ pub struct HostState {
     kv: Arc<dyn KvStore>,
     clock: Clock,
     limiter: MemoryCap,
+    /// The reason of a refused config, until the trap that follows it.
+    config_error: Option<String>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -131,6 +142,12 @@ impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
         let plugin = &*self.plugin;
         let message = clip(&message, MAX_LOG_BYTES);
+        if let (log::Level::Error, Some(reason)) =
+            (level, message.strip_prefix(CONFIG_ERROR_PREFIX))
+        {
+            self.config_error = Some(reason.to_owned());
+            return;
+        }
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
             log::Level::Debug => tracing::debug!(plugin, "{message}"),
@@ -240,10 +257,15 @@ impl FilterRuntime {
             None => self.instantiate()?,
         };
         self.arm(&mut warm.store)?;
-        let verdict = warm
-            .filter
-            .call_filter(&mut warm.store, message)
-            .map_err(|error| self.classify(error))?;
+        let verdict = match warm.filter.call_filter(&mut warm.store, message) {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                return Err(match warm.store.data_mut().config_error.take() {
+                    Some(reason) => Fault::Config(reason),
+                    None => self.classify(error),
+                });
+            }
+        };
         warm.calls += 1;
         if warm.calls < MAX_CALLS_PER_INSTANCE {
             let mut idle = self.idle();
@@ -267,6 +289,7 @@ impl FilterRuntime {
             limiter: MemoryCap {
                 max_bytes: self.limits.memory_bytes,
             },
+            config_error: None,
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         };

@@ -22,7 +22,10 @@ pub mod store;
 use std::{
     collections::HashSet,
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -119,6 +122,8 @@ struct Inner {
     faults: Faults,
     /// Bounds the chains running at once to [`instance::max_parallel_calls`].
     running: tokio::sync::Semaphore,
+    /// Whether the last reload was refused.
+    refused: AtomicBool,
 }
 
 /// The filter stage backed by `chain.toml`.
@@ -160,6 +165,7 @@ impl ChainStage {
             }),
             faults: Faults::default(),
             running: tokio::sync::Semaphore::new(instance::max_parallel_calls()),
+            refused: AtomicBool::new(false),
             chain_file,
         };
         if !inner.chain_file.is_file() {
@@ -204,6 +210,25 @@ impl Inner {
     /// Builds a chain from the file and swaps it in, unless it is identical to
     /// the active one. On error the active chain stays.
     fn reload(&self) -> Result<u64, ChainError> {
+        let outcome = self.build_and_swap();
+        let was_refused = self.refused.swap(outcome.is_err(), Ordering::Relaxed);
+        match outcome? {
+            Reloaded::Swapped(generation) => Ok(generation),
+            Reloaded::Unchanged(generation) => {
+                // The operator saw the refusal; say that fixing the file
+                // (say, undoing the bad edit) changed nothing in force.
+                if was_refused {
+                    tracing::info!(
+                        generation,
+                        "filter chain file loads again; it matches the chain in force, which is unchanged"
+                    );
+                }
+                Ok(generation)
+            }
+        }
+    }
+
+    fn build_and_swap(&self) -> Result<Reloaded, ChainError> {
         let active = self.active.load_full();
         let specs = config::load(&self.chain_file)?;
         let mut filters = Vec::with_capacity(specs.len());
@@ -239,7 +264,7 @@ impl Inner {
                 .all(|(old, new)| old.spec == new.spec && old.hash == new.hash);
         if unchanged {
             tracing::debug!(generation = active.generation, "filter chain unchanged");
-            return Ok(active.generation);
+            return Ok(Reloaded::Unchanged(active.generation));
         }
         let chain = Chain {
             generation: active.generation + 1,
@@ -254,8 +279,15 @@ impl Inner {
         // on the new chain (the end-to-end tests rely on it).
         tracing::info!(generation, filters = ?names, "filter chain loaded");
         self.host.cache.retain(&in_use);
-        Ok(generation)
+        Ok(Reloaded::Swapped(generation))
     }
+}
+
+/// What a reload that succeeded did.
+enum Reloaded {
+    Swapped(u64),
+    /// The file describes the chain already in force.
+    Unchanged(u64),
 }
 
 impl FilterStage for ChainStage {

@@ -53,14 +53,30 @@ impl Faults {
 }
 
 /// A filter that failed the probe a new chain must pass.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "filter {filter:?} failed on a probe message ({fault}); fix the filter or its config in chain.toml"
-)]
+#[derive(Debug)]
 pub struct ProbeError {
     pub filter: String,
     pub fault: Fault,
 }
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let filter = &self.filter;
+        match &self.fault {
+            // The filter said what is wrong: no trap, no probe to talk about.
+            Fault::Config(reason) => write!(
+                f,
+                "filter {filter:?} refused its config: {reason}; fix its [filter.config] in chain.toml"
+            ),
+            fault => write!(
+                f,
+                "filter {filter:?} failed on a probe message ({fault}); fix the filter or its config in chain.toml"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProbeError {}
 
 impl Chain {
     pub fn names(&self) -> Vec<String> {

@@ -150,7 +150,7 @@ pub async fn mcp(State(guard): State<Arc<Guard>>, request: Request, next: Next) 
             }
             // Also covers sessions restored after a restart, whose identity
             // was only in memory.
-            guard.identities.record(session, identity.clone());
+            guard.identities.update(session, identity.clone());
             if request.method() == Method::GET
                 && !guard.registry.is_attached(session)
                 && guard.registry.online_count() >= guard.max_agents

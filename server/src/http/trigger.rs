@@ -8,7 +8,7 @@ use axum::{
     Extension, Json,
     body::Bytes,
     extract::State,
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use crate::{
     auth::Principal,
     bus::{Bus, SendError},
     message::{RESERVED_META_KEYS, is_meta_key},
-    registry::LookupError,
+    registry::{LookupError, NameError, validate_name},
 };
 
 pub const MAX_META_ENTRIES: usize = 16;
@@ -29,6 +29,8 @@ pub const ANONYMOUS_TRIGGER: &str = "webhook";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerMessage {
+    /// Who the caller says it is; only heard when the server runs without auth.
+    pub from: Option<String>,
     pub to: String,
     pub content: String,
     pub meta: Vec<(String, String)>,
@@ -36,7 +38,7 @@ pub struct TriggerMessage {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BodyError {
-    #[error("the body is not the JSON object {{\"to\", \"content\", \"meta\"?}}: {0}")]
+    #[error("the body is not the JSON object {{\"to\", \"content\", \"meta\"?, \"from\"?}}: {0}")]
     Malformed(String),
     #[error("meta key {0:?} is not allowed: keys must match ^[a-zA-Z_][a-zA-Z0-9_]*$")]
     MetaKey(String),
@@ -46,11 +48,17 @@ pub enum BodyError {
         "meta is too large: at most {MAX_META_ENTRIES} entries, keys up to {MAX_META_KEY_BYTES} bytes, values up to {MAX_META_VALUE_BYTES} bytes"
     )]
     MetaTooLarge,
+    #[error("from: {0}")]
+    FromName(NameError),
+    #[error("from is fixed by the access token as {0}; leave it out")]
+    FromFixed(String),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Body {
+    #[serde(default)]
+    from: Option<String>,
     to: String,
     content: String,
     #[serde(default)]
@@ -83,7 +91,11 @@ pub fn parse_body(bytes: &[u8]) -> Result<TriggerMessage, BodyError> {
         }
         meta.push((key, value));
     }
+    if let Some(from) = &body.from {
+        validate_name(from).map_err(BodyError::FromName)?;
+    }
     Ok(TriggerMessage {
+        from: body.from,
         to: body.to,
         content: body.content,
         meta,
@@ -103,7 +115,15 @@ pub async fn post_message(
         Ok(message) => message,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let from = principal.map_or_else(|| ANONYMOUS_TRIGGER.to_owned(), |p| p.0.name);
+    // Without auth, each caller that names itself gets its own rate-limit
+    // allowance instead of sharing the anonymous one.
+    let from = match (principal, message.from) {
+        (Some(p), Some(asked)) if !asked.eq_ignore_ascii_case(&p.0.name) => {
+            return error(StatusCode::BAD_REQUEST, BodyError::FromFixed(p.0.name));
+        }
+        (Some(p), _) => p.0.name,
+        (None, asked) => asked.unwrap_or_else(|| ANONYMOUS_TRIGGER.to_owned()),
+    };
     match bus
         .send_from_trigger(&from, &message.to, message.content, message.meta)
         .await
@@ -124,13 +144,24 @@ pub async fn post_message(
                 SendError::Lookup(LookupError::Unknown { .. } | LookupError::Yourself(_)) => {
                     StatusCode::NOT_FOUND
                 }
+                SendError::Rejected { .. } if e.retry_after().is_some() => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
                 SendError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 SendError::QueueFull { .. }
                 | SendError::WentOffline { .. }
                 | SendError::Route(_)
                 | SendError::Lookup(LookupError::Cluster(_)) => StatusCode::SERVICE_UNAVAILABLE,
             };
-            error(status, e)
+            let mut response = error(status, &e);
+            if let Some(wait) = e.retry_after() {
+                // Whole seconds, rounded up: retrying then must work.
+                let seconds = wait.as_millis().div_ceil(1000).max(1);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
+            }
+            response
         }
     }
 }
@@ -159,6 +190,17 @@ mod tests {
             );
         }
         assert!(matches!(parse_body(b"{}"), Err(BodyError::Malformed(_))));
+        assert_eq!(
+            parse_body(br#"{"to":"a","content":"c","from":"nightly-ci"}"#)
+                .unwrap()
+                .from
+                .as_deref(),
+            Some("nightly-ci")
+        );
+        assert!(matches!(
+            parse_body(br#"{"to":"a","content":"c","from":"no spaces"}"#),
+            Err(BodyError::FromName(_))
+        ));
         assert!(matches!(
             parse_body(br#"{"to":"a","content":"c","extra":1}"#),
             Err(BodyError::Malformed(_))

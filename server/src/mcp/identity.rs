@@ -29,11 +29,43 @@ impl Identities {
         self.lock().insert(session.to_owned(), identity);
     }
 
+    /// Records what a later request of `session` says. Clients may send
+    /// `X-Agent-Name` with `initialize` only: a request without it keeps the
+    /// name declared before.
+    pub fn update(&self, session: &str, mut identity: Identity) {
+        let mut sessions = self.lock();
+        if identity.declared.is_none()
+            && let Some(known) = sessions.get(session)
+        {
+            identity.declared.clone_from(&known.declared);
+        }
+        sessions.insert(session.to_owned(), identity);
+    }
+
     pub fn get(&self, session: &str) -> Option<Identity> {
         self.lock().get(session).cloned()
     }
 
     pub fn forget(&self, session: &str) {
         self.lock().remove(session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_declared_once_is_kept_for_the_session() {
+        let identities = Identities::default();
+        let declared = |name: &str| Identity {
+            fixed: None,
+            declared: Some(name.into()),
+        };
+        identities.record("s", declared("planner"));
+        identities.update("s", Identity::default());
+        assert_eq!(identities.get("s"), Some(declared("planner")));
+        identities.update("s", declared("coder"));
+        assert_eq!(identities.get("s"), Some(declared("coder")));
     }
 }
