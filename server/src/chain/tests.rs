@@ -151,11 +151,16 @@ fn refuses_components_it_cannot_run() {
 }
 
 #[test]
-fn no_chain_file_passes_everything_at_generation_zero() {
+fn no_chain_file_is_refused_and_an_empty_one_passes_everything() {
     let plugins = Plugins::new(&[]);
+    let error = plugins.open().err().expect("no chain file must not load");
+    assert!(matches!(error, ChainError::Missing(_)), "{error}");
+    assert!(error.to_string().contains("--no-filters"), "{error}");
+
+    plugins.write_chain("");
     let stage = plugins.open().unwrap();
     let info = crate::filter::FilterStage::info(&stage);
-    assert_eq!((info.generation, info.filters.len()), (0, 0));
+    assert_eq!((info.generation, info.filters.len()), (1, 0));
     assert_eq!(delivered(run(&stage, "hi")).0.content, "hi");
 }
 
