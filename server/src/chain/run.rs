@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, sync::Mutex};
 
 use crate::{
     filter::Decision,
-    message::{self, RESERVED_META_KEYS},
+    message::{self, SENDER_ID_META, is_reserved_meta_key},
 };
 
 use super::{
@@ -87,7 +87,7 @@ impl Chain {
             match outcome {
                 Ok(Applied::Unchanged) => {}
                 Ok(Applied::Changed) => rewritten_by.push(name.clone()),
-                Ok(Applied::Rejected(reason)) => {
+                Ok(Applied::Rejected(reason) | Applied::TooLarge(reason)) => {
                     return Decision::Reject {
                         filter: name.clone(),
                         reason,
@@ -170,13 +170,15 @@ impl Chain {
                 return Err(Fault::Verdict("rewrote the content to nothing".into()));
             }
             if content.len() > self.max_content_bytes {
-                return Err(Fault::Verdict(format!(
-                    "rewrote the content to {} bytes, over the limit of {}",
+                // The filter did its job; the message grew too long to deliver.
+                return Ok(Applied::TooLarge(format!(
+                    "its rewrite made the message {} bytes, over the limit of {} bytes; send a shorter message",
                     content.len(),
                     self.max_content_bytes
                 )));
             }
         }
+        let meta = meta.map(|meta| keep_host_meta(&message.meta, meta));
         if let Some(meta) = &meta {
             check_meta(meta)?;
         }
@@ -201,6 +203,20 @@ enum Applied {
     Unchanged,
     Changed,
     Rejected(String),
+    /// A rewrite past the message limit: not delivered, not a fault either.
+    TooLarge(String),
+}
+
+/// A filter's new meta with the host's own entries as the host set them:
+/// filters echo back the meta they were given, `sender_id` included, and may
+/// not change it.
+fn keep_host_meta(old: &[(String, String)], new: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut meta: Vec<(String, String)> = new
+        .into_iter()
+        .filter(|(key, _)| key != SENDER_ID_META)
+        .collect();
+    meta.extend(old.iter().filter(|(key, _)| key == SENDER_ID_META).cloned());
+    meta
 }
 
 fn check_meta(meta: &[(String, String)]) -> Result<(), Fault> {
@@ -217,7 +233,7 @@ fn check_meta(meta: &[(String, String)]) -> Result<(), Fault> {
                 clip(key, 64)
             )));
         }
-        if RESERVED_META_KEYS.contains(&key.as_str()) {
+        if is_reserved_meta_key(key) {
             return Err(Fault::Verdict(format!(
                 "meta key {key:?} belongs to the server"
             )));

@@ -210,7 +210,24 @@ impl ServerHandler for Switchboard {
 
 #[cfg(test)]
 mod tests {
-    use super::INSTRUCTIONS;
+    use super::{INSTRUCTIONS, capitalize};
+    use crate::bus::SendError;
+
+    #[test]
+    fn errors_never_re_capitalise_a_name() {
+        let to = "agent-2".to_owned();
+        for error in [
+            SendError::QueueFull {
+                to: to.clone(),
+                waiting: 3,
+            },
+            SendError::WentOffline { to },
+        ] {
+            let text = capitalize(&error.to_string());
+            assert!(text.contains(" agent-2 "), "{text}");
+            assert!(!text.contains("Agent-2"), "{text}");
+        }
+    }
 
     #[test]
     fn instructions_fit_and_name_the_tools() {
