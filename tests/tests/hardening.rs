@@ -462,8 +462,9 @@ async fn escaped_messages_within_the_limit_pass_the_body_limit() -> Result<()> {
         .await?
         .into_agent()
         .await?;
-    // 64 KiB of 'é', escaped as a client with ASCII-only JSON writes it: 192 KiB.
-    let escaped = "\\u00e9".repeat(32 * 1024);
+    // 64 KiB of text, every character escaped (JSON allows `\u0041` for
+    // `A`): 384 KiB of body for a message within the limit.
+    let escaped = "\\u0041".repeat(64 * 1024);
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"send-message","arguments":{{"to":"{}","message":"{escaped}"}}}}}}"#,
         reader.name
