@@ -47,6 +47,18 @@ pub fn check(body: &[u8]) -> Option<(i64, String)> {
     None
 }
 
+/// Whether reading the body stopped at the length limit (not a broken body).
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
 pub async fn middleware(State(max_bytes): State<usize>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
@@ -54,6 +66,22 @@ pub async fn middleware(State(max_bytes): State<usize>, request: Request, next: 
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, max_bytes).await {
         Ok(bytes) => bytes,
+        Err(error) if super::serve::is_body_timeout(&error) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                axum::Json(json!({ "error": error.to_string() })),
+            )
+                .into_response();
+        }
+        Err(error) if !is_length_limit(&error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(
+                    json!({ "error": format!("the request body could not be read: {error}") }),
+                ),
+            )
+                .into_response();
+        }
         Err(_) => {
             return (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -20,6 +20,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::future::Future;
+
 use axum::{Router, body::Body};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::{
@@ -201,6 +203,58 @@ impl Drop for InFlight {
     }
 }
 
+/// Why a request body was cut off: it did not arrive within the time a
+/// client gets for its headers, counted again from the end of the headers.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}; send it at once")]
+pub struct BodyTimeout(Duration);
+
+/// Whether `error` (or what caused it) is a [`BodyTimeout`].
+pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<BodyTimeout>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// A request body that must arrive by a deadline: a client that promises a
+/// length and never sends it would otherwise hold its request open forever.
+struct TimedBody {
+    inner: Incoming,
+    limit: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(BodyTimeout(self.limit).into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A response body that keeps its request counted as in progress.
 struct TrackedBody {
     inner: Body,
@@ -242,7 +296,15 @@ async fn connection(
     let tracked = activity.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let in_flight = tracked.begin();
-        let response = app.clone().oneshot(request.map(Body::new));
+        let limit = limits.header_read_timeout;
+        let request = request.map(|inner| {
+            Body::new(TimedBody {
+                inner,
+                limit,
+                deadline: Box::pin(tokio::time::sleep(limit)),
+            })
+        });
+        let response = app.clone().oneshot(request);
         async move {
             let response = response
                 .await
