@@ -178,10 +178,10 @@ impl Chain {
                 )));
             }
         }
-        let meta = meta.map(|meta| keep_host_meta(&message.meta, meta));
-        if let Some(meta) = &meta {
-            check_meta(meta)?;
-        }
+        let meta = match meta {
+            Some(meta) => Some(keep_host_meta(&message.meta, meta)?),
+            None => None,
+        };
         let mut changed = false;
         if let Some(content) = content.filter(|c| *c != message.content) {
             message.content = content;
@@ -207,16 +207,20 @@ enum Applied {
     TooLarge(String),
 }
 
-/// A filter's new meta with the host's own entries as the host set them:
-/// filters echo back the meta they were given, `sender_id` included, and may
-/// not change it.
-fn keep_host_meta(old: &[(String, String)], new: Vec<(String, String)>) -> Vec<(String, String)> {
+/// A filter's new meta, checked, with the host's own entries as the host set
+/// them: filters echo back the meta they were given, `sender_id` included,
+/// and may not change it.
+fn keep_host_meta(
+    old: &[(String, String)],
+    new: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, Fault> {
     let mut meta: Vec<(String, String)> = new
         .into_iter()
         .filter(|(key, _)| key != SENDER_ID_META)
         .collect();
+    check_meta(&meta)?;
     meta.extend(old.iter().filter(|(key, _)| key == SENDER_ID_META).cloned());
-    meta
+    Ok(meta)
 }
 
 fn check_meta(meta: &[(String, String)]) -> Result<(), Fault> {

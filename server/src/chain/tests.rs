@@ -265,6 +265,26 @@ fn a_filter_cannot_wait_in_wasi() {
     assert_eq!(delivered(run(&stage, "fine")).0.content, "rewritten");
 }
 
+/// A filter's new meta replaces the old, but the host's `sender_id` stays as
+/// the host set it (filters that echo it back are not setting it).
+#[test]
+fn a_rewrite_keeps_the_hosts_sender_id() {
+    let plugins = Plugins::new(&["rewrite"]);
+    plugins.write_chain(&entry("rewrite", ""));
+    let stage = plugins.open().unwrap();
+    let mut input = message("hello");
+    input.meta = vec![("sender_id".into(), "session:4".into())];
+    let (output, _) = delivered(stage.run_blocking(input));
+    assert_eq!(output.content, "rewritten");
+    assert_eq!(
+        output.meta,
+        [
+            ("tagged".to_owned(), "yes".to_owned()),
+            ("sender_id".to_owned(), "session:4".to_owned())
+        ]
+    );
+}
+
 #[test]
 fn filters_cannot_set_server_meta() {
     let plugins = Plugins::new(&["reserved-meta"]);
