@@ -568,13 +568,6 @@ impl Registry {
         Some((name, id))
     }
 
-    /// The caller's name, if it is an online agent.
-    pub fn name_of(&self, session: &str) -> Option<String> {
-        let state = self.lock();
-        let entry = state.sessions.get(session)?;
-        entry.attached.and(entry.name.clone())
-    }
-
     /// Online agents here and on other replicas. If the cluster cannot be
     /// asked, the agents of this replica are still listed.
     pub async fn roster(&self, session: &str) -> Roster {
@@ -828,7 +821,7 @@ mod tests {
             Err(AttachError::TokenInUse(name)) if name == "ops"
         ));
         assert_eq!(
-            r.name_of("s1").as_deref(),
+            r.sender("s1").map(|(name, _)| name).as_deref(),
             Some("ops"),
             "the first keeps it"
         );
