@@ -125,7 +125,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
 
-    /// How long a client may take to send a request's headers, in milliseconds.
+    /// How long a client may take to send a request's headers, and again its
+    /// body, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
 

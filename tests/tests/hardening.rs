@@ -578,3 +578,45 @@ async fn allowed_origins_get_cors_and_a_working_preflight() -> Result<()> {
     );
     Ok(())
 }
+
+/// `switchboard check` on a filter that tries to sleep: it reports the
+/// refusal as that filter's error, at once, instead of panicking or waiting.
+#[test]
+fn check_reports_a_filter_that_tries_to_wait() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(
+        tests::repo_root().join("server/tests/fixtures/hostile/sleep.wat"),
+        dir.path().join("sleep.wat"),
+    )?;
+    std::fs::write(
+        dir.path().join("chain.toml"),
+        "[[filter]]\nname = \"sleep\"\ncomponent = \"sleep.wat\"\ntimeout_ms = 100\n",
+    )?;
+    let corpus = dir.path().join("corpus.jsonl");
+    std::fs::write(
+        &corpus,
+        "{\"text\": \"!sleep 3 s\"}\n{\"text\": \"fine\"}\n",
+    )?;
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(tests::binary())
+        .arg("check")
+        .arg("--plugins")
+        .arg(dir.path())
+        .arg("-v")
+        .arg(&corpus)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stdout.contains("filters may not sleep or block"),
+        "{stdout}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
