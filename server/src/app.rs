@@ -139,7 +139,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     };
     let registry = Arc::new(Registry::with_cluster(cli.queue_depth, grace, cluster));
     if let Some(auth) = &auth {
-        registry.reserve(auth.agent_names());
+        registry.reserve(auth.names());
     }
     let bus = Arc::new(Bus::new(registry, filters, cli.max_message_bytes));
     let identities = Arc::new(Identities::default());
@@ -148,8 +148,10 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     let leases = redis
         .as_ref()
         .map(|redis| redis.start(Arc::downgrade(bus.registry()), shutdown.clone()));
-    // Room for the largest message plus JSON escaping and envelope.
-    let max_body_bytes = cli.max_message_bytes * 2 + 64 * 1024;
+    // Room for the largest message fully JSON-escaped (a control character
+    // is six bytes as `\u0001`) plus the envelope: a message within
+    // --max-message-bytes is never refused for its escaping.
+    let max_body_bytes = cli.max_message_bytes * 6 + 64 * 1024;
     let (mcp, sessions) = mcp::service(
         bus.clone(),
         store.clone(),
@@ -167,6 +169,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     }
     let guard = Arc::new(Guard {
         auth,
+        any_host: !cli.bind.is_loopback(),
         allowed_origins: cli.allow_origins.clone(),
         identities,
         sessions: sessions.clone(),
@@ -182,7 +185,12 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         replica = redis.as_ref().map(|r| r.replica()),
         "switchboard listening"
     );
-    http::serve(listener, app, shutdown).await?;
+    let limits = http::serve::ConnectionLimits {
+        max_connections: cli.max_connections.max(1),
+        header_read_timeout: Duration::from_millis(cli.header_read_timeout_ms.max(1)),
+        idle_timeout: Duration::from_secs(cli.connection_idle_secs.max(1)),
+    };
+    http::serve::serve(listener, app, limits, shutdown).await?;
     store.flush().await;
     if let Some(leases) = leases {
         // Releasing this replica's names is a courtesy; the leases lapse anyway.

@@ -15,7 +15,7 @@ use std::{collections::HashSet, path::Path};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::registry::validate_name;
+use crate::registry::{is_server_name, validate_name};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +111,12 @@ impl Authenticator {
         let mut entries = Vec::new();
         for entry in file.token {
             validate_name(&entry.name).map_err(|e| format!("token {}: {e}", entry.name))?;
+            if is_server_name(&entry.name) {
+                return Err(format!(
+                    "token {}: the name belongs to the server (webhook, switchboard…); pick another",
+                    entry.name
+                ));
+            }
             if !names.insert(entry.name.to_ascii_lowercase()) {
                 return Err(format!("the name {} appears twice", entry.name));
             }
@@ -134,12 +140,10 @@ impl Authenticator {
         Ok(Self { entries })
     }
 
-    /// Names that only their token's holder may use.
-    pub fn agent_names(&self) -> impl Iterator<Item = String> + '_ {
-        self.entries
-            .iter()
-            .filter(|(p, _)| p.role.may_use_mcp())
-            .map(|(p, _)| p.name.clone())
+    /// Every token's name: only an agent of that token may use it, and
+    /// nobody may use a trigger's (a message from it would pass as the trigger's).
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries.iter().map(|(p, _)| p.name.clone())
     }
 
     /// The principal a bearer token belongs to. Every entry is compared, in
@@ -164,6 +168,21 @@ impl Authenticator {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text is either a valid auth file or a sentence saying why not.
+        #[test]
+        fn any_auth_file_text_parses_or_says_why(text in "\\PC{0,200}", name in "[a-zA-Z0-9_ -]{0,40}") {
+            let _ = Authenticator::parse(&text);
+            let file = format!("[[token]]\nname = {name:?}\nrole = \"agent\"\nsha256 = \"{}\"\n", hash_token("t"));
+            match Authenticator::parse(&file) {
+                Ok(auth) => prop_assert!(validate_name(&name).is_ok() && !is_server_name(&name) && auth.verify("t").is_some()),
+                Err(why) => prop_assert!(!why.is_empty()),
+            }
+        }
+    }
+
     fn file() -> String {
         format!(
             "[[token]]\nname = \"planner\"\nrole = \"agent\"\nsha256 = \"{}\"\n\
@@ -185,7 +204,7 @@ mod tests {
         );
         assert_eq!(auth.verify("secret-2").unwrap().role, Role::Trigger);
         assert_eq!(auth.verify("secret-3"), None);
-        assert_eq!(auth.agent_names().collect::<Vec<_>>(), ["planner"]);
+        assert_eq!(auth.names().collect::<Vec<_>>(), ["planner", "ci"]);
     }
 
     #[test]
@@ -208,6 +227,13 @@ mod tests {
         assert!(
             error.starts_with("line 3, column 8: unknown variant `root`"),
             "{error}"
+        );
+        let server = file().replace("\"ci\"", "\"webhook\"");
+        assert!(
+            Authenticator::parse(&server)
+                .err()
+                .unwrap()
+                .contains("belongs to the server")
         );
         let twice = file().replace("\"ci\"", "\"Planner\"");
         assert!(

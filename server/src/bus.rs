@@ -13,7 +13,7 @@ use crate::{
     cluster::RouteError,
     delivery::PushError,
     filter::{Decision, FilterStage},
-    message::Message,
+    message::{Message, SENDER_ID_META, neutralize_controls},
     registry::{LookupError, Recipient, Registry},
 };
 
@@ -37,10 +37,12 @@ pub enum SendError {
     #[error("Rejected by {filter}: {reason}")]
     Rejected { filter: String, reason: String },
     #[error(
-        "{to} has {waiting} unread messages waiting, so this one was not queued; try again once it catches up"
+        "the recipient {to} has {waiting} unread messages waiting, so this one was not queued; try again once it catches up"
     )]
     QueueFull { to: String, waiting: usize },
-    #[error("{to} went offline before the message could be handed over; it was not delivered")]
+    #[error(
+        "the recipient {to} went offline before the message could be handed over; it was not delivered"
+    )]
     WentOffline { to: String },
     #[error(transparent)]
     Route(RouteError),
@@ -119,12 +121,13 @@ impl Bus {
         to: &str,
         content: String,
     ) -> Result<Receipt, SendError> {
-        let sender = self
+        let (sender, sender_id) = self
             .registry
-            .name_of(sender_session)
+            .sender(sender_session)
             .ok_or(SendError::NotAnAgent)?;
         let recipient = self.registry.recipient(Some(sender_session), to).await;
-        self.deliver(sender, recipient, content, Vec::new(), AGENT_MESSAGE_KIND)
+        let meta = vec![(SENDER_ID_META.to_owned(), sender_id)];
+        self.deliver(sender, recipient, content, meta, AGENT_MESSAGE_KIND)
             .await
     }
 
@@ -137,6 +140,8 @@ impl Bus {
         meta: Vec<(String, String)>,
     ) -> Result<Receipt, SendError> {
         let recipient = self.registry.recipient(None, to).await;
+        let mut meta = meta;
+        meta.push((SENDER_ID_META.to_owned(), format!("trigger:{from}")));
         self.deliver(from.to_owned(), recipient, content, meta, WEBHOOK_KIND)
             .await
     }
@@ -159,6 +164,14 @@ impl Bus {
             });
         }
         let recipient = recipient?;
+        // Filters see what the recipient will see, and the limit holds for that.
+        let content = neutralize_controls(&content).into_owned();
+        if content.len() > self.max_message_bytes {
+            return Err(SendError::TooLarge {
+                size: content.len(),
+                limit: self.max_message_bytes,
+            });
+        }
         let id = format!(
             "{}-{}",
             self.id_prefix,
@@ -187,6 +200,12 @@ impl Bus {
                 limit: self.max_message_bytes,
             });
         }
+        // A rewrite may have brought controls back; made visible, three
+        // bytes each, they may take it past the limit, which is bounded still.
+        let message = Message {
+            content: neutralize_controls(&message.content).into_owned(),
+            ..message
+        };
         let notification = message.to_notification(kind);
         let to = recipient.name().to_owned();
         let handed_over = match &recipient {

@@ -162,6 +162,21 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10_000)]
     pub max_sessions: usize,
 
+    /// Most TCP connections open at once; one more is answered 503 and closed
+    /// (an agent holds one or two). Keep it below the open-files limit.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// How long a client may take to send a request's headers, and again its
+    /// body, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// A connection with no request in progress (event streams always are) is
+    /// closed after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub connection_idle_secs: u64,
+
     /// Run as one replica of a cluster sharing this Redis (`redis://HOST:PORT`):
     /// names, presence, delivery and filter state become cluster-wide. Off by
     /// default: one process, all in memory.

@@ -3,14 +3,16 @@
 //!
 //! Senders never wait on a slow reader: a full outbox refuses at once. Every
 //! message gets a per-agent sequence number used as its SSE event id, and the
-//! last messages handed to a stream are kept, so a stream re-opened with
-//! `Last-Event-ID` resumes exactly after what the client saw: nothing is
-//! replayed twice and nothing in between is skipped.
+//! last messages handed to a stream are kept for a short while, so a stream
+//! re-opened with `Last-Event-ID` resumes exactly after what the client saw:
+//! nothing is replayed twice and nothing in between is skipped. That resume
+//! window is bounded by count, bytes and age (a client reconnects within a
+//! second), and freed when the session goes.
 
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::Stream;
@@ -19,8 +21,12 @@ use rmcp::{
 };
 use tokio::sync::{Notify, watch};
 
-/// How many already-sent messages are kept for `Last-Event-ID` resumes.
+/// Most already-sent messages kept per agent for `Last-Event-ID` resumes.
 const RESUME_WINDOW: usize = 256;
+/// Most bytes (as serialized) of already-sent messages kept per agent.
+pub const RESUME_WINDOW_BYTES: usize = 1024 * 1024;
+/// How long an already-sent message is kept for a resume.
+pub const RESUME_WINDOW_AGE: Duration = Duration::from_secs(30);
 const EVENT_ID_PREFIX: &str = "msg-";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,11 +45,58 @@ struct Envelope {
     message: Arc<ServerJsonRpcMessage>,
 }
 
+/// A message handed to a stream, kept in case the client did not see it.
+struct Sent {
+    envelope: Envelope,
+    bytes: usize,
+    at: Instant,
+}
+
 struct State {
     next_seq: u64,
     pending: VecDeque<Envelope>,
-    sent: VecDeque<Envelope>,
+    sent: VecDeque<Sent>,
+    sent_bytes: usize,
     generation: Generation,
+}
+
+impl State {
+    /// Drops kept messages beyond the window's count, bytes or age.
+    fn trim_sent(&mut self) {
+        while let Some(oldest) = self.sent.front() {
+            let over = self.sent.len() > RESUME_WINDOW
+                || self.sent_bytes > RESUME_WINDOW_BYTES
+                || oldest.at.elapsed() > RESUME_WINDOW_AGE;
+            if !over {
+                break;
+            }
+            self.sent_bytes -= oldest.bytes;
+            self.sent.pop_front();
+        }
+    }
+
+    fn clear_sent(&mut self) {
+        self.sent.clear();
+        self.sent_bytes = 0;
+    }
+}
+
+/// The size of `message` as the stream will send it, without building the text.
+fn wire_size(message: &ServerJsonRpcMessage) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing our own notifications cannot fail; a failure would count short.
+    let _ = serde_json::to_writer(&mut count, message);
+    count.0
 }
 
 pub struct Outbox {
@@ -66,6 +119,7 @@ impl Outbox {
                 next_seq: 1,
                 pending: VecDeque::new(),
                 sent: VecDeque::new(),
+                sent_bytes: 0,
                 generation: 0,
             }),
             wake: Notify::new(),
@@ -121,13 +175,19 @@ impl Outbox {
         let mut state = self.lock();
         state.generation += 1;
         let generation = state.generation;
+        // Only what the client has not acknowledged (by its Last-Event-ID)
+        // comes back; the rest of the window is freed either way.
+        state.trim_sent();
         let resent: Vec<Envelope> = match resume_after {
-            Some(after) => state.sent.drain(..).filter(|e| e.seq > after).collect(),
-            None => {
-                state.sent.clear();
-                Vec::new()
-            }
+            Some(after) => state
+                .sent
+                .drain(..)
+                .map(|sent| sent.envelope)
+                .filter(|e| e.seq > after)
+                .collect(),
+            None => Vec::new(),
         };
+        state.clear_sent();
         for envelope in resent.into_iter().rev() {
             state.pending.push_front(envelope);
         }
@@ -151,9 +211,20 @@ impl Outbox {
         }
     }
 
-    /// Ends the attached stream for good (the session is gone).
+    /// Frees kept messages past the resume window's age.
+    pub fn trim(&self) {
+        self.lock().trim_sent();
+    }
+
+    /// Ends the attached stream for good (the session is gone) and frees
+    /// everything it held.
     pub fn close(&self) {
-        self.lock().generation += 1;
+        {
+            let mut state = self.lock();
+            state.generation += 1;
+            state.pending.clear();
+            state.clear_sent();
+        }
         self.attached.send_replace(false);
         self.wake.notify_waiters();
     }
@@ -173,10 +244,14 @@ impl Outbox {
                     let mut sse = ServerSseMessage::default();
                     sse.event_id = Some(format!("{EVENT_ID_PREFIX}{}", envelope.seq));
                     sse.message = Some(envelope.message.clone());
-                    if state.sent.len() == RESUME_WINDOW {
-                        state.sent.pop_front();
-                    }
-                    state.sent.push_back(envelope);
+                    let bytes = wire_size(&envelope.message);
+                    state.sent_bytes += bytes;
+                    state.sent.push_back(Sent {
+                        envelope,
+                        bytes,
+                        at: Instant::now(),
+                    });
+                    state.trim_sent();
                     return Some(sse);
                 }
             }
@@ -207,9 +282,20 @@ impl OutboxStream {
 #[cfg(test)]
 mod tests {
     use futures::StreamExt;
+    use proptest::prelude::*;
     use rmcp::model::{CustomNotification, ServerNotification};
 
     use super::*;
+
+    proptest! {
+        #[test]
+        fn event_ids_round_trip_and_nothing_else_parses(n in any::<u64>(), other in "\\PC{0,30}") {
+            prop_assert_eq!(parse_event_id(&format!("{EVENT_ID_PREFIX}{n}")), Some(n));
+            if !other.starts_with(EVENT_ID_PREFIX) {
+                prop_assert_eq!(parse_event_id(&other), None);
+            }
+        }
+    }
 
     fn note(n: u64) -> ServerJsonRpcMessage {
         ServerJsonRpcMessage::notification(ServerNotification::CustomNotification(
@@ -264,6 +350,43 @@ mod tests {
         assert!(first.next().await.is_none(), "old stream ends");
         outbox.push(note(6)).unwrap();
         assert_eq!(ids(&take(&mut second, 3).await), [4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn the_resume_window_is_bounded_by_bytes_and_freed_on_close() {
+        let outbox = Outbox::new(1024);
+        let (_, stream) = outbox.attach(None);
+        let mut stream = Box::pin(stream.into_stream());
+        let big = |n: u64| {
+            ServerJsonRpcMessage::notification(ServerNotification::CustomNotification(
+                CustomNotification::new(
+                    "n",
+                    Some(serde_json::json!({"n": n, "pad": "x".repeat(64 * 1024)})),
+                ),
+            ))
+        };
+        for n in 1..=40 {
+            outbox.push(big(n)).unwrap();
+        }
+        take(&mut stream, 40).await;
+        {
+            let state = outbox.lock();
+            assert!(
+                state.sent_bytes <= RESUME_WINDOW_BYTES,
+                "{}",
+                state.sent_bytes
+            );
+            assert!(
+                state.sent.len() < 40,
+                "{} kept, {} bytes",
+                state.sent.len(),
+                state.sent_bytes
+            );
+            assert_eq!(state.sent.back().unwrap().envelope.seq, 40, "newest kept");
+        }
+        outbox.close();
+        assert_eq!(outbox.lock().sent_bytes, 0);
+        assert!(outbox.lock().sent.is_empty());
     }
 
     #[tokio::test]

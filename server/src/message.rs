@@ -7,8 +7,56 @@ use serde_json::{Map, Value};
 /// JSON-RPC method Claude Code listens to for channel pushes.
 pub const CHANNEL_METHOD: &str = "notifications/claude/channel";
 
-/// Meta keys the server owns; filters and callers cannot set them.
-pub const RESERVED_META_KEYS: [&str; 4] = ["from", "to", "kind", "source"];
+/// The sender's stable identity, for filters that keep state per sender
+/// (rate limits): `token:<name>` for an authenticated agent, `session:<n>`
+/// for an agent without a token (n is the session's registration number),
+/// `trigger:<name>` for a trigger. Unlike the name it survives a rename. The
+/// host sets it on the way into the chain and never delivers it.
+pub const SENDER_ID_META: &str = "sender_id";
+
+/// Meta keys the server owns, in any case: filters and callers cannot set them.
+pub const RESERVED_META_KEYS: [&str; 5] = ["from", "to", "kind", "source", SENDER_ID_META];
+
+/// Meta keys filters use to annotate a message; triggers cannot set them, so a
+/// recipient can trust that a filter put them there.
+pub const FILTER_ANNOTATIONS: [&str; 2] = ["redacted", "injection_suspected"];
+
+/// Severities a trigger may give a message (filters may set any).
+pub const TRIGGER_SEVERITIES: [&str; 3] = ["info", "warning", "error"];
+
+/// Whether `key` is one of the server's own meta keys, in any case (`From`
+/// would render as a second `from` attribute).
+pub fn is_reserved_meta_key(key: &str) -> bool {
+    RESERVED_META_KEYS
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(key))
+}
+
+/// Control characters other than newline and tab (ANSI escapes, bells,
+/// backspaces, carriage returns that overwrite a line) made visible: C0
+/// controls become their Unicode control pictures (ESC is `␛`), DEL `␡`, C1
+/// controls U+FFFD. A CR before a newline is dropped. Text without any comes
+/// back borrowed.
+pub fn neutralize_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_control = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{7f}';
+    if !text.contains(is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            c if !is_control(c) => out.push(c),
+            '\u{7f}' => out.push('\u{2421}'),
+            c if (c as u32) < 0x20 => {
+                out.push(char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'))
+            }
+            _ => out.push('\u{fffd}'),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
 
 /// A message after the registry resolved both ends, as filters see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +77,18 @@ pub fn is_meta_key(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The longest prefix of `text` within `max` bytes, cut at a char boundary.
+pub fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 impl Message {
     /// The notification pushed on the recipient's stream. `from`, `to` and `kind`
     /// always come from the server, whatever the filters put in meta.
@@ -39,7 +99,7 @@ impl Message {
         meta.insert("kind".into(), Value::String(kind.into()));
         meta.insert("severity".into(), Value::String("info".into()));
         for (key, value) in &self.meta {
-            if is_meta_key(key) && !RESERVED_META_KEYS.contains(&key.as_str()) {
+            if is_meta_key(key) && !is_reserved_meta_key(key) {
                 meta.insert(key.clone(), Value::String(value.clone()));
             }
         }
@@ -56,6 +116,26 @@ impl Message {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn neutralized_text_has_no_controls_and_is_stable(text in "\\PC*|[\\x00-\\x7f]{0,64}") {
+            let once = neutralize_controls(&text).into_owned();
+            let stray = once.contains(|c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{7f}');
+            prop_assert!(!stray);
+            prop_assert_eq!(neutralize_controls(&once).into_owned(), once.clone());
+            prop_assert!(once.len() <= text.len() * 3);
+        }
+
+        #[test]
+        fn clip_stays_within_bounds(text in "\\PC{0,40}", max in 0usize..64) {
+            let clipped = clip(&text, max);
+            prop_assert!(clipped.len() <= max);
+            prop_assert!(text.starts_with(clipped));
+        }
+    }
+
     #[test]
     fn meta_keys_follow_claude_codes_rule() {
         for good in ["from", "_x", "a1", "injection_suspected"] {
@@ -67,6 +147,18 @@ mod tests {
     }
 
     #[test]
+    fn controls_are_made_visible_but_newlines_and_tabs_kept() {
+        assert!(matches!(
+            neutralize_controls("plain\ttext\nline"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            neutralize_controls("\u{1b}[31mred\u{7}\r\nx\ry\u{7f}\u{9b}"),
+            "\u{241b}[31mred\u{2407}\nx\u{240d}y\u{2421}\u{fffd}"
+        );
+    }
+
+    #[test]
     fn server_keys_win_over_filter_meta() {
         let message = Message {
             id: "m1".into(),
@@ -75,6 +167,8 @@ mod tests {
             content: "hi".into(),
             meta: vec![
                 ("from".into(), "mallory".into()),
+                ("From".into(), "mallory".into()),
+                (SENDER_ID_META.into(), "session:1".into()),
                 ("source".into(), "x".into()),
                 ("bad-key".into(), "x".into()),
                 ("severity".into(), "warning".into()),

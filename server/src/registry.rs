@@ -23,6 +23,17 @@ use crate::{
 };
 
 pub const MAX_NAME_LEN: usize = 32;
+/// The name triggers send as without authentication.
+pub const WEBHOOK_NAME: &str = "webhook";
+/// Names starting with this belong to the server (its probe, its own notes).
+pub const SERVER_NAME_PREFIX: &str = "switchboard";
+
+/// Names no agent may take, with or without authentication: they would let
+/// an agent pass as the server or as an unauthenticated trigger.
+pub fn is_server_name(name: &str) -> bool {
+    let key = name.to_ascii_lowercase();
+    key == WEBHOOK_NAME || key.starts_with(SERVER_NAME_PREFIX)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
@@ -58,6 +69,10 @@ pub enum AttachError {
     Cluster(#[from] ClusterError),
     #[error("the session was closed while its stream was opening; start a new session")]
     Closed,
+    #[error(
+        "the token of {0} is in use by another online session, and one token is one agent; close that session, or give this one a token of its own"
+    )]
+    TokenInUse(String),
 }
 
 fn online_list(online: &[String]) -> String {
@@ -204,6 +219,9 @@ impl State {
     /// and it is not reserved for someone else (`owner` is the session's fixed name).
     fn may_claim(&self, session: &str, name: &str, owner: Option<&str>, grace: Duration) -> bool {
         let key = name.to_ascii_lowercase();
+        if is_server_name(&key) {
+            return false;
+        }
         if self.reserved.contains(&key) && !owner.is_some_and(|o| o.eq_ignore_ascii_case(name)) {
             return false;
         }
@@ -254,7 +272,8 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Names only their owner may hold (fixed by authentication tokens).
+    /// Names only their owner may hold: every token's name (a trigger's too,
+    /// so no agent can pass as it).
     pub fn reserve(&self, names: impl IntoIterator<Item = String>) {
         let mut state = self.lock();
         state
@@ -313,13 +332,9 @@ impl Registry {
         claim: &Claim,
         current: Option<String>,
         order: u64,
-    ) -> Result<(Option<String>, Option<String>), ClusterError> {
+    ) -> Result<(Option<String>, Option<String>), AttachError> {
         if let Some(wanted) = &claim.fixed {
-            if self.take(session, wanted, Some(wanted), order).await? {
-                return Ok((Some(wanted.clone()), None));
-            }
-            let note = format!("the name \"{wanted}\" of your token is in use by another session");
-            return Ok((None, Some(note)));
+            return self.take_fixed(session, wanted, order).await;
         }
         if let Some(current) = current
             && self.take(session, &current, None, order).await?
@@ -350,6 +365,53 @@ impl Registry {
             return Ok((Some(remembered.clone()), note));
         }
         Ok((None, note))
+    }
+
+    /// A token's agent is always called by the token's name. A session of the
+    /// same token whose stream is open keeps it and this one is refused; one
+    /// whose stream dropped (the client re-initialized) is replaced.
+    async fn take_fixed(
+        &self,
+        session: &str,
+        wanted: &str,
+        order: u64,
+    ) -> Result<(Option<String>, Option<String>), AttachError> {
+        if self.take(session, wanted, Some(wanted), order).await? {
+            return Ok((Some(wanted.to_owned()), None));
+        }
+        let stale = {
+            let state = self.lock();
+            state
+                .names
+                .get(&wanted.to_ascii_lowercase())
+                .filter(|holder| *holder != session)
+                .filter(|holder| {
+                    state
+                        .sessions
+                        .get(*holder)
+                        .is_some_and(|e| e.attached.is_none())
+                })
+                .cloned()
+        };
+        if let Some(stale) = stale {
+            tracing::info!(agent = %wanted, replaced = %stale, by = %session, "a new session of the token replaces one whose stream dropped");
+            self.forget(&stale).await;
+            if self.take(session, wanted, Some(wanted), order).await? {
+                return Ok((Some(wanted.to_owned()), None));
+            }
+        }
+        Err(AttachError::TokenInUse(wanted.to_owned()))
+    }
+
+    /// The session holding `name` on this replica with its stream open, if any.
+    pub fn online_holder(&self, name: &str) -> Option<String> {
+        let state = self.lock();
+        let holder = state.names.get(&name.to_ascii_lowercase())?;
+        state
+            .sessions
+            .get(holder)
+            .is_some_and(|e| e.attached.is_some())
+            .then(|| holder.clone())
     }
 
     /// The session opened its stream: it is (again) an agent. `claim` says
@@ -400,7 +462,7 @@ impl Registry {
                 Some(entry) => {
                     let (generation, stream) = entry.outbox.attach(resume_after);
                     entry.name = Some(name.clone());
-                    entry.fixed = claim.fixed.is_some() && note.is_none();
+                    entry.fixed = claim.fixed.is_some();
                     entry.order = order;
                     entry.attached = Some(generation);
                     entry.detached_at = None;
@@ -487,6 +549,19 @@ impl Registry {
         }
     }
 
+    /// Frees messages kept for resumes past their age, in every outbox.
+    pub fn trim_resume_windows(&self) {
+        let outboxes: Vec<Arc<Outbox>> = self
+            .lock()
+            .sessions
+            .values()
+            .map(|e| e.outbox.clone())
+            .collect();
+        for outbox in outboxes {
+            outbox.trim();
+        }
+    }
+
     pub fn is_attached(&self, session: &str) -> bool {
         self.lock()
             .sessions
@@ -532,11 +607,20 @@ impl Registry {
         Ok(old)
     }
 
-    /// The caller's name, if it is an online agent.
-    pub fn name_of(&self, session: &str) -> Option<String> {
+    /// The caller's name and stable id (see [`SENDER_ID_META`]), if it is an
+    /// online agent.
+    ///
+    /// [`SENDER_ID_META`]: crate::message::SENDER_ID_META
+    pub fn sender(&self, session: &str) -> Option<(String, String)> {
         let state = self.lock();
         let entry = state.sessions.get(session)?;
-        entry.attached.and(entry.name.clone())
+        let name = entry.attached.and(entry.name.clone())?;
+        let id = if entry.fixed {
+            format!("token:{}", name.to_ascii_lowercase())
+        } else {
+            format!("session:{}", entry.order)
+        };
+        Some((name, id))
     }
 
     /// Online agents here and on other replicas. If the cluster cannot be
@@ -653,6 +737,18 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn valid_names_are_short_and_plain(name in "\\PC{0,40}") {
+            if validate_name(&name).is_ok() {
+                prop_assert!((1..=MAX_NAME_LEN).contains(&name.len()));
+                prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+            }
+        }
+    }
 
     fn registry() -> Registry {
         Registry::new(8, Duration::from_millis(200))
@@ -808,6 +904,60 @@ mod tests {
             ..Claim::default()
         };
         assert_ne!(attach(&r, "s3", &impostor).await.name, "ops");
+    }
+
+    #[tokio::test]
+    async fn one_token_is_one_agent() {
+        let r = registry();
+        let ops = Claim {
+            fixed: Some("ops".into()),
+            ..Claim::default()
+        };
+        let first = attach(&r, "s1", &ops).await;
+        assert_eq!(first.name, "ops");
+        assert!(matches!(
+            r.attach("s2", &ops, None).await,
+            Err(AttachError::TokenInUse(name)) if name == "ops"
+        ));
+        assert_eq!(
+            r.sender("s1").map(|(name, _)| name).as_deref(),
+            Some("ops"),
+            "the first keeps it"
+        );
+        r.detach("s1", first.stream.generation());
+        assert_eq!(
+            attach(&r, "s2", &ops).await.name,
+            "ops",
+            "replaces a dropped one"
+        );
+        assert!(matches!(
+            r.attach("s1", &ops, None).await,
+            Err(AttachError::TokenInUse(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn server_names_are_nobodys() {
+        let r = registry();
+        attach(&r, "s1", &Claim::default()).await;
+        for name in [
+            "webhook",
+            "WebHook",
+            "switchboard",
+            "switchboard-probe",
+            "SwitchBoard2",
+        ] {
+            assert_eq!(
+                r.rename("s1", name).await,
+                Err(NameError::Taken(name.into())),
+                "{name}"
+            );
+        }
+        let declared = Claim {
+            declared: Some("webhook".into()),
+            ..Claim::default()
+        };
+        assert!(attach(&r, "s2", &declared).await.name.starts_with("agent-"));
     }
 
     #[tokio::test]

@@ -168,6 +168,22 @@ impl Server {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// The server's resident memory in KiB (Linux: `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let pid = self.pid().context("server stopped")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc status")
+    }
+
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

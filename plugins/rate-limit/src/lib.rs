@@ -15,6 +15,9 @@ const KEYS: &[&str] = &[
     "per_pair_burst",
 ];
 
+/// Meta key under which the server passes the sender's stable identity.
+const SENDER_ID_META: &str = "sender_id";
+
 /// How often a key is re-read after losing a compare-and-swap race before the
 /// message is turned away; only many instances hammering one key get there.
 const MAX_CAS_ATTEMPTS: usize = 8;
@@ -35,16 +38,20 @@ impl Filter for RateLimit {
 
     fn filter(&mut self, msg: &Message) -> Verdict {
         let now_us = clock::now_ms().saturating_mul(1_000);
+        // The server's stable id of the sender survives a rename, so renaming
+        // does not reset the limit; the name is the fallback for hosts (and
+        // corpora) that do not set it.
+        let sender = msg.meta_value(SENDER_ID_META).unwrap_or(&msg.sender);
         let checks: Vec<Check<'_>> = [
             self.per_sender.as_ref().map(|limit| Check {
                 limit,
-                key: format!("sender:{}", msg.sender),
+                key: format!("sender:{sender}"),
                 who: msg.sender.clone(),
             }),
             self.per_pair.as_ref().map(|limit| Check {
                 limit,
                 // The length prefix keeps ("a:b", "c") and ("a", "b:c") apart.
-                key: format!("pair:{}:{}:{}", msg.sender.len(), msg.sender, msg.recipient),
+                key: format!("pair:{}:{}:{}", sender.len(), sender, msg.recipient),
                 who: format!("{} -> {}", msg.sender, msg.recipient),
             }),
         ]
@@ -278,6 +285,22 @@ mod tests {
                 .reason()
                 .unwrap()
                 .starts_with("a is over")
+        );
+    }
+
+    #[test]
+    fn renaming_does_not_reset_the_limit() {
+        let mut h = Harness::<RateLimit>::new(r#"{"per_sender_burst": 1}"#);
+        let as_name = |name: &str| {
+            Message::test("hello")
+                .from(name)
+                .to("bob")
+                .with_meta("sender_id", "session:7")
+        };
+        assert!(h.filter(&as_name("alice")).is_accept());
+        assert!(
+            !h.filter(&as_name("alice2")).is_accept(),
+            "same session, new name"
         );
     }
 

@@ -169,6 +169,15 @@ mod tests {
         parse(Path::new("/p/chain.toml"), text)
     }
 
+    proptest::proptest! {
+        /// A chain file in any state parses or gives an error, never a panic.
+        #[test]
+        fn any_chain_text_parses_or_errs(text in "\\PC{0,300}", timeout in proptest::prelude::any::<i64>()) {
+            let _ = parse_str(&text);
+            let _ = parse_str(&format!("[[filter]]\nname = \"a\"\ncomponent = \"a.wasm\"\ntimeout_ms = {timeout}\n"));
+        }
+    }
+
     #[test]
     fn defaults_and_paths() {
         let specs = parse_str(

@@ -7,8 +7,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::{ResourceLimiter, Store, Trap, component::ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::{
+    ResourceLimiter, Store, Trap,
+    component::{Resource, ResourceTable},
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView, p2::DynPollable};
 
 use super::clock::Clock;
 use super::{
@@ -124,9 +127,39 @@ impl WasiView for HostState {
     }
 }
 
+/// The WASI poll interface as wasmtime-wasi links it (guests built against
+/// any 0.2 version resolve to it).
+const WASI_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Why a filter that tried to wait was stopped.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "tried to wait (wasi:io/poll); filters may not sleep or block, since the host cannot interrupt a wait at the deadline"
+)]
+struct WaitRefused;
+
 /// Adds WASI (empty) and the filter world's imports to `linker`.
+///
+/// Waiting is refused: `pollable.block` and `poll` trap at once. The epoch
+/// deadline only interrupts guest code, so a wait inside the host (a guest's
+/// `sleep`, a blocking read) would hold a worker past `timeout_ms`. Nothing
+/// else in the empty context can block: there are no files, sockets or
+/// input, and output goes nowhere at once.
 pub fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_POLL)?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |_, _: (Resource<DynPollable>,)| -> wasmtime::Result<()> { Err(WaitRefused.into()) },
+    )?;
+    poll.func_wrap(
+        "poll",
+        |_, _: (Vec<Resource<DynPollable>>,)| -> wasmtime::Result<(Vec<u32>,)> {
+            Err(WaitRefused.into())
+        },
+    )?;
+    linker.allow_shadowing(false);
     bindings::Filter::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)
 }
 
@@ -325,6 +358,9 @@ impl FilterRuntime {
         }
         if let Some(error) = error.downcast_ref::<StoreError>() {
             return Fault::Store(error.clone());
+        }
+        if let Some(error) = error.downcast_ref::<WaitRefused>() {
+            return Fault::Trap(error.to_string());
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Fault::Timeout(self.limits.timeout.as_millis()),

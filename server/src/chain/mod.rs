@@ -35,7 +35,7 @@ use wasmtime::{Engine, component::Linker};
 
 use crate::{
     filter::{Decision, FilterStage, StageInfo},
-    message::Message,
+    message::{Message, clip},
 };
 
 use self::{
@@ -339,18 +339,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
-}
-
-/// The longest prefix of `text` within `max` bytes, cut at a char boundary.
-fn clip(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, sync::Mutex};
 
 use crate::{
     filter::Decision,
-    message::{self, RESERVED_META_KEYS},
+    message::{self, SENDER_ID_META, is_reserved_meta_key},
 };
 
 use super::{
@@ -103,7 +103,7 @@ impl Chain {
             match outcome {
                 Ok(Applied::Unchanged) => {}
                 Ok(Applied::Changed) => rewritten_by.push(name.clone()),
-                Ok(Applied::Rejected(reason)) => {
+                Ok(Applied::Rejected(reason) | Applied::TooLarge(reason)) => {
                     return Decision::Reject {
                         filter: name.clone(),
                         reason,
@@ -186,16 +186,18 @@ impl Chain {
                 return Err(Fault::Verdict("rewrote the content to nothing".into()));
             }
             if content.len() > self.max_content_bytes {
-                return Err(Fault::Verdict(format!(
-                    "rewrote the content to {} bytes, over the limit of {}",
+                // The filter did its job; the message grew too long to deliver.
+                return Ok(Applied::TooLarge(format!(
+                    "its rewrite made the message {} bytes, over the limit of {} bytes; send a shorter message",
                     content.len(),
                     self.max_content_bytes
                 )));
             }
         }
-        if let Some(meta) = &meta {
-            check_meta(meta)?;
-        }
+        let meta = match meta {
+            Some(meta) => Some(keep_host_meta(&message.meta, meta)?),
+            None => None,
+        };
         let mut changed = false;
         if let Some(content) = content.filter(|c| *c != message.content) {
             message.content = content;
@@ -217,6 +219,24 @@ enum Applied {
     Unchanged,
     Changed,
     Rejected(String),
+    /// A rewrite past the message limit: not delivered, not a fault either.
+    TooLarge(String),
+}
+
+/// A filter's new meta, checked, with the host's own entries as the host set
+/// them: filters echo back the meta they were given, `sender_id` included,
+/// and may not change it.
+fn keep_host_meta(
+    old: &[(String, String)],
+    new: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, Fault> {
+    let mut meta: Vec<(String, String)> = new
+        .into_iter()
+        .filter(|(key, _)| key != SENDER_ID_META)
+        .collect();
+    check_meta(&meta)?;
+    meta.extend(old.iter().filter(|(key, _)| key == SENDER_ID_META).cloned());
+    Ok(meta)
 }
 
 fn check_meta(meta: &[(String, String)]) -> Result<(), Fault> {
@@ -233,7 +253,7 @@ fn check_meta(meta: &[(String, String)]) -> Result<(), Fault> {
                 clip(key, 64)
             )));
         }
-        if RESERVED_META_KEYS.contains(&key.as_str()) {
+        if is_reserved_meta_key(key) {
             return Err(Fault::Verdict(format!(
                 "meta key {key:?} belongs to the server"
             )));

@@ -185,7 +185,7 @@ fn filters_run_in_order_and_the_first_reject_stops() {
 /// Each hostile behaviour, its fault, and both `on_error` policies.
 #[test]
 fn hostile_filters_get_their_on_error_policy() {
-    let cases: [(&str, &str, Fault); 5] = [
+    let cases: [(&str, &str, Fault); 4] = [
         (
             "loop",
             "timeout_ms = 50\nfuel = 100000000000",
@@ -197,14 +197,6 @@ fn hostile_filters_get_their_on_error_policy() {
             "trap",
             "",
             Fault::Trap("wasm `unreachable` instruction executed".into()),
-        ),
-        (
-            "huge",
-            // Its bump allocator keeps the 10 MiB of every call it survives.
-            "memory_mib = 64",
-            Fault::Verdict(format!(
-                "rewrote the content to 10485760 bytes, over the limit of {MAX_CONTENT}"
-            )),
         ),
     ];
     for (name, limits, fault) in cases {
@@ -235,6 +227,67 @@ fn hostile_filters_get_their_on_error_policy() {
         let info = crate::filter::FilterStage::info(&stage);
         assert_eq!(info.faults.get(name), Some(&3), "{name}");
     }
+}
+
+/// A rewrite past the message limit is the message's size, not a filter
+/// fault: the sender is told so, whatever `on_error` says.
+#[test]
+fn a_rewrite_past_the_limit_is_reported_as_too_large() {
+    let plugins = Plugins::new(&["huge"]);
+    // Its bump allocator keeps the 10 MiB of every call it survives.
+    plugins.write_chain(&entry("huge", "memory_mib = 64\non_error = \"accept\""));
+    let stage = plugins.open().unwrap();
+    let (filter, reason) = rejected(run(&stage, "!boom"));
+    assert_eq!(filter, "huge");
+    assert_eq!(
+        reason,
+        format!(
+            "its rewrite made the message 10485760 bytes, over the limit of {MAX_CONTENT} bytes; send a shorter message"
+        )
+    );
+    let info = crate::filter::FilterStage::info(&stage);
+    assert_eq!(info.faults.get("huge"), None);
+}
+
+/// A wait inside a host call would outlast the deadline; it is refused at once.
+#[test]
+fn a_filter_cannot_wait_in_wasi() {
+    let plugins = Plugins::new(&["sleep", "rewrite"]);
+    plugins.write_chain(&(entry("sleep", "timeout_ms = 100") + &entry("rewrite", "")));
+    let stage = plugins.open().unwrap();
+    let started = std::time::Instant::now();
+    let (filter, reason) = rejected(run(&stage, "!sleep 3 s"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the wait ran: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(filter, "sleep");
+    assert!(
+        reason.contains("filters may not sleep or block"),
+        "{reason}"
+    );
+    assert_eq!(delivered(run(&stage, "fine")).0.content, "rewritten");
+}
+
+/// A filter's new meta replaces the old, but the host's `sender_id` stays as
+/// the host set it (filters that echo it back are not setting it).
+#[test]
+fn a_rewrite_keeps_the_hosts_sender_id() {
+    let plugins = Plugins::new(&["rewrite"]);
+    plugins.write_chain(&entry("rewrite", ""));
+    let stage = plugins.open().unwrap();
+    let mut input = message("hello");
+    input.meta = vec![("sender_id".into(), "session:4".into())];
+    let (output, _) = delivered(stage.run_blocking(input));
+    assert_eq!(output.content, "rewritten");
+    assert_eq!(
+        output.meta,
+        [
+            ("tagged".to_owned(), "yes".to_owned()),
+            ("sender_id".to_owned(), "session:4".to_owned())
+        ]
+    );
 }
 
 #[test]

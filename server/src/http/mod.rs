@@ -1,22 +1,21 @@
-//! The HTTP edge: binds the listener (TCP_NODELAY on every connection: without
-//! it each tool call from a Node client waits ~40 ms on delayed ACKs), routes
-//! `/mcp`, `/v1/*` and `/health` behind the [`guard`], and shuts down gracefully.
+//! The HTTP edge: binds the listener, routes `/mcp`, `/v1/*` and `/health`
+//! behind the [`guard`], and [`serve`]s connections within their limits.
 
 pub mod guard;
+pub mod jsonrpc_body;
+pub mod serve;
 pub mod trigger;
 
 use std::{io, net::SocketAddr, sync::Arc};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{DefaultBodyLimit, State},
     middleware,
     routing::{get, post},
-    serve::ListenerExt,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 
@@ -55,40 +54,38 @@ pub fn router(
 ) -> Router {
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(
+            max_body_bytes,
+            jsonrpc_body::middleware,
+        ))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::mcp));
     let api = Router::new()
         .route("/v1/messages", post(trigger::post_message))
         .route("/v1/agents", get(trigger::list_agents))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(guard, guard::api));
-    Router::new()
+        .layer(middleware::from_fn_with_state(guard.clone(), guard::api));
+    let health = Router::new()
         .route("/health", get(health))
+        .layer(middleware::from_fn_with_state(guard.clone(), guard::health));
+    Router::new()
+        .merge(health)
         .merge(api)
         .with_state(bus)
         .merge(mcp)
+        .layer(middleware::from_fn_with_state(guard, guard::cors))
 }
 
-async fn health(State(bus): State<Arc<Bus>>) -> Json<Value> {
+async fn health(
+    State(bus): State<Arc<Bus>>,
+    Extension(guard::HealthDetail(detail)): Extension<guard::HealthDetail>,
+) -> Json<Value> {
+    if !detail {
+        return Json(json!({ "status": "ok" }));
+    }
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "agents": bus.registry().online_count(),
         "chain": bus.filters().info(),
     }))
-}
-
-/// Serves until `shutdown` fires, then lets open requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }

@@ -17,7 +17,10 @@ use serde_json::json;
 use crate::{
     auth::Principal,
     bus::{Bus, SendError},
-    message::{RESERVED_META_KEYS, is_meta_key},
+    message::{
+        FILTER_ANNOTATIONS, TRIGGER_SEVERITIES, is_meta_key, is_reserved_meta_key,
+        neutralize_controls,
+    },
     registry::{LookupError, NameError, validate_name},
 };
 
@@ -44,6 +47,10 @@ pub enum BodyError {
     MetaKey(String),
     #[error("meta key {0:?} is set by the server and cannot be supplied")]
     ReservedKey(String),
+    #[error("meta key {0:?} is set by filters and cannot be supplied")]
+    FilterAnnotation(String),
+    #[error("severity {0:?} is not one a trigger may give: use info, warning or error")]
+    Severity(String),
     #[error(
         "meta is too large: at most {MAX_META_ENTRIES} entries, keys up to {MAX_META_KEY_BYTES} bytes, values up to {MAX_META_VALUE_BYTES} bytes"
     )]
@@ -78,8 +85,14 @@ pub fn parse_body(bytes: &[u8]) -> Result<TriggerMessage, BodyError> {
         if !is_meta_key(&key) {
             return Err(BodyError::MetaKey(key.chars().take(64).collect()));
         }
-        if RESERVED_META_KEYS.contains(&key.as_str()) {
+        if is_reserved_meta_key(&key) {
             return Err(BodyError::ReservedKey(key));
+        }
+        if FILTER_ANNOTATIONS
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&key))
+        {
+            return Err(BodyError::FilterAnnotation(key));
         }
         let serde_json::Value::String(value) = value else {
             return Err(BodyError::Malformed(format!(
@@ -89,6 +102,15 @@ pub fn parse_body(bytes: &[u8]) -> Result<TriggerMessage, BodyError> {
         if key.len() > MAX_META_KEY_BYTES || value.len() > MAX_META_VALUE_BYTES {
             return Err(BodyError::MetaTooLarge);
         }
+        if key.eq_ignore_ascii_case("severity") {
+            if !TRIGGER_SEVERITIES.contains(&value.as_str()) {
+                return Err(BodyError::Severity(value.chars().take(32).collect()));
+            }
+            // One spelling, so it replaces the server's default.
+            meta.push(("severity".to_owned(), value));
+            continue;
+        }
+        let value = neutralize_controls(&value).into_owned();
         meta.push((key, value));
     }
     if let Some(from) = &body.from {
@@ -174,6 +196,32 @@ pub async fn list_agents(State(bus): State<Arc<Bus>>) -> Json<serde_json::Value>
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the bytes, the parser answers; what it accepts carries
+        /// only meta the recipient keeps and the server does not own.
+        #[test]
+        fn accepted_bodies_carry_only_safe_meta(
+            to in "\\PC{0,20}",
+            content in "\\PC{0,40}",
+            meta in proptest::collection::btree_map("\\PC{0,12}", "\\PC{0,20}", 0..20),
+            garbage in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let _ = parse_body(&garbage);
+            let body = serde_json::to_vec(&serde_json::json!({"to": to, "content": content, "meta": meta})).unwrap();
+            if let Ok(message) = parse_body(&body) {
+                prop_assert!(message.meta.len() <= MAX_META_ENTRIES);
+                for (key, value) in &message.meta {
+                    prop_assert!(is_meta_key(key));
+                    prop_assert!(!is_reserved_meta_key(key));
+                    prop_assert!(!FILTER_ANNOTATIONS.iter().any(|a| a.eq_ignore_ascii_case(key)));
+                    prop_assert!(!value.contains(|c: char| c.is_control() && c != '\n' && c != '\t'));
+                }
+            }
+        }
+    }
+
     #[test]
     fn refuses_bad_meta_instead_of_dropping_it() {
         let ok = parse_body(br#"{"to":"a","content":"c","meta":{"build":"42"}}"#).unwrap();
@@ -182,13 +230,38 @@ mod tests {
             parse_body(br#"{"to":"a","content":"c","meta":{"bad-key":"x"}}"#),
             Err(BodyError::MetaKey("bad-key".into()))
         );
-        for reserved in ["from", "to", "source", "kind"] {
+        for reserved in [
+            "from",
+            "to",
+            "source",
+            "kind",
+            "From",
+            "SOURCE",
+            "sender_id",
+        ] {
             let body = format!(r#"{{"to":"a","content":"c","meta":{{"{reserved}":"x"}}}}"#);
             assert_eq!(
                 parse_body(body.as_bytes()),
                 Err(BodyError::ReservedKey(reserved.into()))
             );
         }
+        for annotation in ["redacted", "Injection_Suspected"] {
+            let body = format!(r#"{{"to":"a","content":"c","meta":{{"{annotation}":"x"}}}}"#);
+            assert_eq!(
+                parse_body(body.as_bytes()),
+                Err(BodyError::FilterAnnotation(annotation.into()))
+            );
+        }
+        assert!(matches!(
+            parse_body(br#"{"to":"a","content":"c","meta":{"severity":"critical"}}"#),
+            Err(BodyError::Severity(_))
+        ));
+        let warning =
+            parse_body(br#"{"to":"a","content":"c","meta":{"Severity":"warning"}}"#).unwrap();
+        assert_eq!(
+            warning.meta,
+            [("severity".to_owned(), "warning".to_owned())]
+        );
         assert!(matches!(parse_body(b"{}"), Err(BodyError::Malformed(_))));
         assert_eq!(
             parse_body(br#"{"to":"a","content":"c","from":"nightly-ci"}"#)

@@ -7,6 +7,10 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
+/// Longest declared name kept: valid names are at most 32 bytes, and a longer
+/// one is only kept to be quoted in the "not a valid name" note.
+pub const MAX_DECLARED_BYTES: usize = 64;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// The authenticated token's name.
@@ -25,6 +29,8 @@ impl Identities {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Only for sessions that exist: an entry per made-up id would let anyone
+    /// grow this map without bound.
     pub fn record(&self, session: &str, identity: Identity) {
         self.lock().insert(session.to_owned(), identity);
     }

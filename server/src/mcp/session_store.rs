@@ -33,10 +33,14 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: io::Error },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Record {
     state: Option<SessionState>,
     name: Option<String>,
+    /// The name of the token that created the session: after a restart only
+    /// that token may use it.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -156,7 +160,7 @@ impl SessionFile {
         let bytes = serde_json::to_vec(&*self.lock());
         let result = async {
             let tmp = self.path.with_extension("json.tmp");
-            tokio::fs::write(&tmp, bytes.map_err(io::Error::other)?).await?;
+            write_private(&tmp, &bytes.map_err(io::Error::other)?).await?;
             tokio::fs::rename(&tmp, &self.path).await
         }
         .await;
@@ -170,6 +174,24 @@ impl SessionFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the file holds `session` (rmcp restores it on its next request).
+    pub fn knows(&self, session: &str) -> bool {
+        self.lock().sessions.contains_key(session)
+    }
+
+    pub fn owner(&self, session: &str) -> Option<String> {
+        self.lock().sessions.get(session)?.owner.clone()
+    }
+
+    pub fn set_owner(&self, session: &str, owner: &str) {
+        let mut records = self.lock();
+        let record = records.sessions.entry(session.to_owned()).or_default();
+        if record.owner.as_deref() != Some(owner) {
+            record.owner = Some(owner.to_owned());
+            self.mark_changed();
+        }
     }
 
     pub async fn remembered_name(&self, session: &str) -> Option<String> {
@@ -214,6 +236,26 @@ impl SessionFile {
     }
 }
 
+/// Writes `bytes` to `path` readable by this user only: without `--auth`, a
+/// live session id is all it takes to act as that agent.
+async fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).await?;
+    // `mode` applies only to a new file; a leftover one is fixed here.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .await?;
+    }
+    file.write_all(bytes).await?;
+    file.flush().await
+}
+
 #[async_trait::async_trait]
 impl SessionStore for SessionFile {
     async fn load(&self, session: &str) -> Result<Option<SessionState>, SessionStoreError> {
@@ -228,10 +270,7 @@ impl SessionStore for SessionFile {
         self.lock()
             .sessions
             .entry(session.to_owned())
-            .or_insert(Record {
-                state: None,
-                name: None,
-            })
+            .or_default()
             .state = Some(state.clone());
         self.mark_changed();
         Ok(())

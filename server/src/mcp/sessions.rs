@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{identity::Identities, session_store::SessionFile};
 use crate::{
-    delivery::{Generation, parse_event_id},
+    delivery::{Generation, RESUME_WINDOW_AGE, parse_event_id},
     registry::{AttachError, Attached, Claim, Registry},
 };
 
@@ -64,6 +64,8 @@ pub struct AgentSessions {
     store: Arc<SessionFile>,
     identities: Arc<Identities>,
     last_seen: Mutex<HashMap<String, Instant>>,
+    /// Sessions between the `--max-sessions` check and their creation.
+    creating: Mutex<usize>,
     /// Starts every session id (`<prefix>.<uuid>`), so a load balancer in
     /// front of several replicas can send a session's requests to the one holding it.
     session_prefix: Option<String>,
@@ -97,6 +99,7 @@ impl AgentSessions {
             store,
             identities,
             last_seen: Mutex::new(HashMap::new()),
+            creating: Mutex::new(0),
             session_prefix: None,
             stopping: CancellationToken::new(),
             open_streams: Arc::default(),
@@ -158,7 +161,8 @@ impl AgentSessions {
     /// Closes sessions that have had no stream and no request for `idle`.
     pub fn spawn_reaper(self: &Arc<Self>, idle: Duration, shutdown: CancellationToken) {
         let sessions = Arc::downgrade(self);
-        let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        // Also the pace at which resume windows are freed after their age.
+        let period = (idle / 4).clamp(Duration::from_millis(100), RESUME_WINDOW_AGE / 2);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
@@ -169,6 +173,7 @@ impl AgentSessions {
                 let Some(sessions) = sessions.upgrade() else {
                     return;
                 };
+                sessions.registry.trim_resume_windows();
                 for id in sessions.idle_sessions(idle) {
                     tracing::info!(session = %id, "closing session idle for {}s without a stream", idle.as_secs());
                     let id: SessionId = id.into();
@@ -179,6 +184,36 @@ impl AgentSessions {
                 }
             }
         });
+    }
+
+    /// Whether `id` is a session this server holds, in memory or in its
+    /// session file (restored on its next request). Made-up ids are not.
+    pub fn exists(&self, id: &str) -> bool {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+            || self.store.knows(id)
+    }
+
+    /// The token that created `id`, as the session file remembers it.
+    pub fn owner(&self, id: &str) -> Option<String> {
+        self.store.owner(id)
+    }
+
+    pub fn set_owner(&self, id: &str, owner: &str) {
+        self.store.set_owner(id, owner);
+    }
+
+    /// Holds room for one session about to be created, if fewer than `max`
+    /// exist or are being created.
+    pub fn reserve_slot(self: &Arc<Self>, max: usize) -> Option<SessionSlot> {
+        let mut creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if self.count() + *creating >= max {
+            return None;
+        }
+        *creating += 1;
+        Some(SessionSlot(self.clone()))
     }
 
     /// Sessions the server holds in memory.
@@ -249,6 +284,16 @@ impl AgentSessions {
                 open_streams: self.open_streams.clone(),
             },
         })
+    }
+}
+
+/// Room for a session being created; released when dropped (by then the
+/// session counts itself).
+pub struct SessionSlot(Arc<AgentSessions>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        *self.0.creating.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
     }
 }
 

@@ -227,7 +227,8 @@ impl ServerHandler for Switchboard {
 
 #[cfg(test)]
 mod tests {
-    use super::{INSTRUCTIONS, without_empty_values};
+    use super::{INSTRUCTIONS, capitalize, without_empty_values};
+    use crate::bus::SendError;
     use serde_json::json;
 
     #[test]
@@ -236,6 +237,22 @@ mod tests {
             without_empty_values(json!({"agents": ["a"], "you": null, "rewritten_by": [], "n": 0})),
             json!({"agents": ["a"], "n": 0})
         );
+    }
+
+    #[test]
+    fn errors_never_re_capitalise_a_name() {
+        let to = "agent-2".to_owned();
+        for error in [
+            SendError::QueueFull {
+                to: to.clone(),
+                waiting: 3,
+            },
+            SendError::WentOffline { to },
+        ] {
+            let text = capitalize(&error.to_string());
+            assert!(text.contains(" agent-2 "), "{text}");
+            assert!(!text.contains("Agent-2"), "{text}");
+        }
     }
 
     #[test]
