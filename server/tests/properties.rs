@@ -10,7 +10,10 @@ use server::{
     bus::Bus,
     filter::PassThrough,
     http::trigger::parse_body,
-    message::is_meta_key,
+    message::{
+        FILTER_ANNOTATIONS, TRIGGER_SEVERITIES, is_meta_key, is_reserved_meta_key,
+        neutralize_controls,
+    },
     registry::{Claim, Registry, validate_name},
 };
 
@@ -42,9 +45,22 @@ proptest! {
         key in "[a-zA-Z_-]{1,8}", value in ".{0,16}", content in ".{0,16}"
     ) {
         let body = serde_json::json!({"to": "a", "content": content, "meta": {key.clone(): value.clone()}});
+        // Kept means kept as delivered: control characters made visible, and
+        // `severity` in its one spelling.
+        let severity = key.eq_ignore_ascii_case("severity");
         match parse_body(body.to_string().as_bytes()) {
-            Ok(message) => prop_assert_eq!(message.meta, vec![(key, value)]),
-            Err(error) => prop_assert!(!is_meta_key(&key) || ["from", "to", "kind", "source"].contains(&key.as_str()), "{}", error),
+            Ok(message) => {
+                let kept_key = if severity { "severity".to_owned() } else { key.clone() };
+                prop_assert_eq!(message.meta, vec![(kept_key, neutralize_controls(&value).into_owned())])
+            }
+            Err(error) => prop_assert!(
+                !is_meta_key(&key)
+                    || is_reserved_meta_key(&key)
+                    || FILTER_ANNOTATIONS.iter().any(|a| a.eq_ignore_ascii_case(&key))
+                    || (severity && !TRIGGER_SEVERITIES.contains(&value.as_str())),
+                "{}",
+                error
+            ),
         }
     }
 
@@ -91,7 +107,11 @@ proptest! {
                 for (to, content) in &expected[index] {
                     let event = tokio::time::timeout(Duration::from_secs(1), stream.next()).await.unwrap().unwrap();
                     let wire = serde_json::to_value(event.message.unwrap().as_ref()).unwrap();
-                    assert_eq!(&wire["params"]["content"], content);
+                    // Delivered as sent, but for control characters made visible.
+                    assert_eq!(
+                        wire["params"]["content"].as_str(),
+                        Some(neutralize_controls(content).as_ref())
+                    );
                     assert_eq!(&wire["params"]["meta"]["to"], to);
                 }
                 assert!(tokio::time::timeout(Duration::from_millis(1), stream.next()).await.is_err(), "nothing extra");

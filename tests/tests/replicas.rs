@@ -305,11 +305,11 @@ async fn a_rate_limit_holds_across_replicas() -> Result<()> {
     assert_eq!(trigger(&replicas[0], "bob", "one").await?.0, 202);
     assert_eq!(trigger(&replicas[1], "bob", "two").await?.0, 202);
     let (status, body) = trigger(&replicas[1], "bob", "three").await?;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 429, "{body}");
     let error = body["error"].as_str().context("error text")?;
     assert!(error.starts_with("Rejected by rate-limit"), "{error}");
     let (status, _) = trigger(&replicas[0], "bob", "four").await?;
-    assert_eq!(status, 422);
+    assert_eq!(status, 429);
     for expected in ["one", "two"] {
         assert_eq!(bob.next_message().await?["params"]["content"], expected);
     }
