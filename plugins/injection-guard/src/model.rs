@@ -105,20 +105,23 @@ impl<'a> Model<'a> {
         if words == 0 {
             return sigmoid(self.bias);
         }
-        let mut best = logit(0, words);
-        if words > WINDOW {
-            let mut from = 0;
-            loop {
-                let to = (from + WINDOW).min(words);
-                best = best.max(logit(from, to));
-                if to == words {
-                    break;
-                }
-                from += STEP;
-            }
-        }
+        let best = windows(words).fold(logit(0, words), |best, (from, to)| {
+            best.max(logit(from, to))
+        });
         sigmoid(best)
     }
+}
+
+/// The word ranges `from..to` a text of `words` words is scored on besides
+/// the whole: none for a text that fits one window. The trainer learns long
+/// ordinary texts on the same ranges.
+pub fn windows(words: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = if words > WINDOW {
+        (words - WINDOW).div_ceil(STEP) + 1
+    } else {
+        0
+    };
+    (0..count).map(move |i| (i * STEP, (i * STEP + WINDOW).min(words)))
 }
 
 pub fn sigmoid(x: f32) -> f32 {

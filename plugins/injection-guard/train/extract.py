@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the public sources in data/*.jsonl (see DATA_CARD.md).
 
-Reads each repository from a local bare git mirror at MIRROR/<owner>+<name>/repo
+Reads each repository from a local bare git mirror at $MIRRORS/<owner>+<name>/repo
 (`git clone --mirror https://github.com/<owner>/<name> <that path>` makes one),
 at the commit pinned below, so the output does not depend on when it runs.
 
@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 
-MIRROR = "/work/.mirror"
+MIRROR = os.environ.get("MIRRORS") or sys.exit("set MIRRORS to the folder holding the <owner>+<name>/repo mirrors")
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 CAP = 4000
 MAXLEN = 3000

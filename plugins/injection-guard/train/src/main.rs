@@ -12,7 +12,7 @@ use anyhow::bail;
 use clap::Parser;
 use injection_guard::{
     features::Features,
-    model::{self, Model, WINDOW},
+    model::{self, Model},
 };
 
 use data::{Source, Split};
@@ -178,10 +178,8 @@ fn train(sources: &[Source], left_out: Option<usize>, params: &Params) -> fit::F
                 });
                 // A long ordinary text is also scored window by window, so
                 // its windows must be learned as ordinary too.
-                if !class && features.words() > WINDOW {
-                    let mut from = 0;
-                    while from < features.words() {
-                        let to = (from + WINDOW).min(features.words());
+                if !class {
+                    for (from, to) in model::windows(features.words()) {
                         let begin = if from == 0 {
                             0
                         } else {
@@ -192,10 +190,6 @@ fn train(sources: &[Source], left_out: Option<usize>, params: &Params) -> fit::F
                             positive: false,
                             weight: per_example,
                         });
-                        if to == features.words() {
-                            break;
-                        }
-                        from += WINDOW / 2;
                     }
                 }
             }
