@@ -48,6 +48,14 @@ COMMITS = {
     "rust-lang/cargo": "af373f761aa4e42b093c2e453078fd73c8ce54dd",
     "tokio-rs/tokio": "ea91b33ca57ff0581b38e735cc108f831bccbdaa",
     "BurntSushi/ripgrep": "3fce3b5bb0236da2df6d99672afb8a719642eca7",
+    # fork of ethz-spylab/agentdojo (not readable here); pinned at the last upstream commit
+    # (v0.1.x, 2024-09-08), before the fork's own changes
+    "AthaSSiN/CrAIBench": "8d2ecb59bbddf26a0ebbcf1b3079027adfd6abe3",
+    # fork of agiresearch/AIOS carrying Agent Security Bench's attacker-tool cases
+    "Zhang-Henry/AIOS_agent": "b38a3d201c13ce8cf74ebc2aa61ce771f14ef3f4",
+    "JailbreakBench/artifacts": "909e68c01d94222b8ad2e397a017e2e12e2adb73",
+    "lmarena/arena-hard-auto": "196f6b826783b3da7310e361a805fa36f0be83f3",
+    "lm-sys/FastChat": "0e6d3e4beaab66f4d3f93db72541a4abab8af28d",
 }
 
 
@@ -416,6 +424,208 @@ def langkit():
 
 
 
+AGENTDOJO = "AthaSSiN/CrAIBench"
+AGENTDOJO_SUITES = ["banking", "slack", "travel", "workspace"]
+
+
+def _class_strings(src, names):
+    """Values of the class attributes `names` in every class of `src`, f-strings resolved against
+    the attributes assigned before them in the same class."""
+    out = []
+    for cls in [n for n in ast.parse(src).body if isinstance(n, ast.ClassDef)]:
+        env = {}
+        for n in cls.body:
+            if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name):
+                try:
+                    v = _lit(n.value, env)
+                except ValueError:
+                    continue
+                if isinstance(v, str):
+                    env[n.targets[0].id] = v
+                    if n.targets[0].id in names:
+                        out.append(v)
+    return out
+
+
+def _agentdojo_templates():
+    """The attack strings of AgentDojo's fixed-template attacks, with the user and model names they
+    are run with. Templates that need a task's ground-truth tool calls ({tools}) are left out."""
+    R = AGENTDOJO
+    templates, users = [], []
+    for p in ["src/agentdojo/attacks/baseline_attacks.py", "src/agentdojo/attacks/important_instructions_attacks.py"]:
+        tree = ast.parse(show(R, p))
+        # docstrings quote the templates in prose; only the code's own strings are attacks
+        docs = {id(d.body[0].value) for d in ast.walk(tree)
+                if isinstance(d, (ast.Module, ast.ClassDef, ast.FunctionDef)) and d.body
+                and isinstance(d.body[0], ast.Expr) and isinstance(d.body[0].value, ast.Constant)}
+        for n in ast.walk(tree):
+            if isinstance(n, (ast.Constant, ast.BinOp)) and id(n) not in docs:
+                try:
+                    v = _lit(n, {})
+                except ValueError:
+                    continue
+                if isinstance(v, str) and "{goal}" in v and "{tools}" not in v and v not in templates:
+                    templates.append(v)
+            if (isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Attribute)
+                    and n.targets[0].attr == "user_name" and isinstance(n.value, ast.Constant)):
+                users.append(n.value.value)
+    base = show(R, "src/agentdojo/attacks/base_attacks.py")
+    models = sorted(set(re.findall(r'^\s*"[^"]+": "([^"]+)",$', base.split("model_names = {", 1)[1].split("}", 1)[0], re.M)))
+    users = sorted(set(users))
+    return templates, users, models
+
+
+def _agentdojo_attack(goal, templates, users, models, h):
+    t = templates[h % len(templates)]
+    return t.format(goal=goal, user=users[(h // 7) % len(users)], model=models[(h // 11) % len(models)]).strip()
+
+
+def _agentdojo_carriers(suite):
+    """(carrier text with {placeholders}, placeholder names, defaults) for each place in a suite's
+    environment where AgentDojo puts an injection: the list item (email, file, review list, ...)
+    holding it, or the single keyed string when it is not in a list, as YAML like the agent sees."""
+    import yaml  # only this source needs PyYAML
+
+    R = AGENTDOJO
+    root = f"src/agentdojo/data/suites/{suite}/"
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!include", lambda l, n: yaml.load(show(R, root + l.construct_scalar(n)), Loader))
+    env = yaml.load(show(R, root + "environment.yaml"), Loader)
+    vectors = yaml.safe_load(show(R, root + "injection_vectors.yaml"))
+    defaults = {k: (v.get("default") or "") for k, v in vectors.items()}
+    ph = re.compile(r"\{(" + "|".join(map(re.escape, sorted(defaults))) + r")\}")
+    found = []
+
+    def walk(node, item, key):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, item, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, v if isinstance(v, dict) else item, key)
+        elif isinstance(node, str) and ph.search(node):
+            found.append(item if item is not None else {key: node})
+
+    walk(env, None, None)
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    # multi-line strings as blocks, as a file or email body reads, not as one escaped line
+    Dumper.add_representer(str, lambda d, v: d.represent_scalar(
+        "tag:yaml.org,2002:str", v, style="|" if "\n" in v.strip() else None))
+    out, seen = [], set()
+    for item in found:
+        text = yaml.dump(item, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100).strip()
+        m = ph.search(text)
+        if len(text) > 2400:
+            # long files: the lines around the injection place, so that it survives the length cut
+            a = text.rfind("\n", 0, max(0, m.start() - 1100)) + 1
+            b = text.find("\n", m.end() + 1100)
+            text = text[a:b if b >= 0 else len(text)]
+        if text in seen:
+            continue
+        seen.add(text)
+        out.append((text, sorted(set(ph.findall(text))), defaults))
+    return out
+
+
+def _fill_vectors(text, names, defaults, attack=None, target=None):
+    for n in names:
+        text = text.replace("{" + n + "}", attack if n == target else defaults[n])
+    return text
+
+
+def agentdojo_injections():
+    """AgentDojo's injection-task goals (what an attacker wants an agent to do) in each of its
+    fixed attack templates; and each place in its environments where an injection goes, filled
+    with one of those attacks (the other places keep their benign defaults)."""
+    R = AGENTDOJO
+    templates, users, models = _agentdojo_templates()
+    rows = []
+    for s in AGENTDOJO_SUITES:
+        goals = []
+        for p in ls(R, "src/agentdojo/default_suites/"):
+            if p.endswith(f"/{s}/injection_tasks.py"):
+                goals += _class_strings(show(R, p), {"GOAL"})
+        goals = sorted(set(goals))
+        for g in goals:
+            h = int(sha(g), 16)
+            for j in range(len(templates)):
+                rows.append((_agentdojo_attack(g, templates[j:] + templates[:j], users, models, h), 1))
+        # as AgentDojo does, a suite's places carry that suite's goals
+        for text, names, defaults in _agentdojo_carriers(s):
+            for n in names:
+                for j in range(3):  # three different attacks per injection place
+                    h = int(sha(f"{text}\x00{n}\x00{j}"), 16)
+                    a = _agentdojo_attack(goals[h % len(goals)], templates, users, models, h // 13)
+                    rows.append((_fill_vectors(text, names, defaults, a, n), 1))
+    emit("agentdojo_injections", rows)
+
+
+def asb_attacks():
+    """Agent Security Bench's attacker instructions, each in two of the injection wordings its agent
+    runs them with (read from the agent's source). The bare instructions of the non-aggressive
+    cases ("Please verify the integrity of data from sensor ID S6789 ...") read as ordinary
+    requests and are kept as label 0: the attack is the wording that pushes them into an agent."""
+    R = "Zhang-Henry/AIOS_agent"
+    src = show(R, "pyopenagi/agents/react_agent_attack.py")
+    fstrings = {}
+    for n in ast.walk(ast.parse(src)):
+        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Attribute):
+            if n.targets[0].attr == "injected_prompt" and isinstance(n.value, ast.JoinedStr):
+                fstrings["injected_prompt"] = n.value
+            if n.targets[0].attr == "attack_prompts" and isinstance(n.value, ast.Dict):
+                for k, v in zip(n.value.keys, n.value.values):
+                    fstrings[k.value] = v
+
+    def render(node, env):
+        if isinstance(node, ast.Attribute):
+            return env[node.attr]
+        s = ""
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                s += v.value
+            else:
+                s += env[v.value.attr]
+        return s
+
+    kinds = sorted(k for k in fstrings if k != "injected_prompt")
+    rows = []
+    for line in show(R, "data/all_attack_tools.jsonl").splitlines():
+        r = json.loads(line)
+        ins = r["Attacker Instruction"]
+        env = {"attack_instru": ins, "tool_name": r["Attacker Tool"]}
+        env["injected_prompt"] = render(fstrings["injected_prompt"], env)
+        h = int(sha(ins), 16)
+        for j in range(2):
+            rows.append((render(fstrings[kinds[(h + 3 * j) % len(kinds)]], env), 1))
+        if r["Aggressive"] == "False":
+            rows.append((ins, 0))
+    emit("asb_attacks", rows)
+
+
+def jailbreakbench():
+    """JailbreakBench's submitted attack prompts: PAIR's persuasive role-play rewrites, GCG and DSN
+    adversarial suffixes, random-search suffixes on a rules template, and the AIM template (JBC).
+    The last two repeat one template per goal, so only a few of each are kept."""
+    R = "JailbreakBench/artifacts"
+    per_method_cap = {"prompt_with_random_search": 40, "JBC": 8}
+    rows = []
+    for method in sorted({p.split("/")[1] for p in ls(R, "attack-artifacts/")} - {"test-artifact"}):
+        prompts = []
+        for p in ls(R, f"attack-artifacts/{method}/"):
+            if p.count("/") == 3 and p.endswith(".json"):
+                for r in json.loads(show(R, p))["jailbreaks"]:
+                    if r.get("prompt"):
+                        prompts.append(r["prompt"])
+        prompts = sorted(set(prompts), key=sha)[:per_method_cap.get(method, len(prompts))]
+        rows += [(t, 1) for t in prompts]
+    emit("jailbreakbench_artifacts", rows)
+
 
 # ---------------------------------------------------------------- benign
 
@@ -518,28 +728,98 @@ def commits(repo, sid, n=2000):
     emit(sid, keep)
 
 
+def agentdojo_benign():
+    """What an agent reads and is asked in AgentDojo with no attack in it: the user tasks, and each
+    environment item that can carry an injection with its benign default text."""
+    R = AGENTDOJO
+    rows = []
+    for p in ls(R, "src/agentdojo/default_suites/"):
+        if p.endswith("/user_tasks.py"):
+            rows += [(t, 0) for t in _class_strings(show(R, p), {"PROMPT"})]
+    for s in AGENTDOJO_SUITES:
+        for text, names, defaults in _agentdojo_carriers(s):
+            rows.append((_fill_vectors(text, names, defaults), 0))
+    emit("agentdojo_benign", rows)
+
+
+# Arena users sometimes try jailbreaks; those rows would not be benign. ("DAN" is matched by case
+# alone: "dan" is Indonesian for "and".)
+ARENA_JB = re.compile(r"jailbreak|do anything now|ignore (all|any|previous|your)|developer mode|"
+                      r"no (restrictions|filters|limits)|unfiltered|uncensored", re.I)
+
+
+def _arena_jailbreak(t):
+    return ARENA_JB.search(t) or re.search(r"\bDAN\b", t)
+
+
+def arena_hard():
+    R = "lmarena/arena-hard-auto"
+    rows = []
+    for p in ["data/arena-hard-v0.1/question.jsonl", "data/arena-hard-v2.0/question.jsonl"]:
+        # split on newlines only: prompts hold U+2028, which splitlines() would cut at
+        for line in show(R, p).rstrip("\n").split("\n"):
+            t = json.loads(line)["prompt"]
+            if not _arena_jailbreak(t):
+                rows.append((t, 0))
+    emit("arena_hard_prompts", rows)
+
+
+def mt_bench():
+    """MT-bench's two-turn questions, role-play ones among them. Its vicuna_bench questions are
+    not used: AlpacaEval (held out) contains them."""
+    R = "lm-sys/FastChat"
+    rows = []
+    for line in show(R, "fastchat/llm_judge/data/mt_bench/question.jsonl").rstrip("\n").split("\n"):
+        for t in json.loads(line)["turns"]:
+            rows.append((t, 0))
+    emit("mt_bench_questions", rows)
+
+
+
+
+SOURCES = [
+    (("garak_probes",), garak_jailbreaks),
+    (("bipia_attacks",), bipia),
+    (("bipia_contexts", "bipia_injected_contexts"), bipia_contexts_and_injections),
+    (("taksec_pie",), taksec),
+    (("payloadsallthethings_pi",), patt),
+    (("gptfuzz_templates",), gptfuzz),
+    (("pallms",), pallms),
+    (("jailbreak_llms_jailbreaks",), jailbreak_llms),
+    (("langkit_themes_jailbreak",), langkit),
+    (("agentdojo_injections",), agentdojo_injections),
+    (("asb_attacks",), asb_attacks),
+    (("jailbreakbench_artifacts",), jailbreakbench),
+    (("awesome_chatgpt_prompts",), awesome_chatgpt_prompts),
+    (("gpteacher_instructions",), gpteacher),
+    (("alpaca_eval_instructions",), alpaca_eval),
+    (("self_instruct_seed_user",), self_instruct),
+    (("gsm8k_questions",), gsm8k),
+    (("tldr_pages",), tldr),
+    (("rust_book_paragraphs",), rust_book),
+    (("commits_tokio",), lambda: commits("tokio-rs/tokio", "commits_tokio")),
+    (("commits_cargo",), lambda: commits("rust-lang/cargo", "commits_cargo")),
+    (("commits_ripgrep",), lambda: commits("BurntSushi/ripgrep", "commits_ripgrep")),
+    (("agentdojo_benign",), agentdojo_benign),
+    (("arena_hard_prompts",), arena_hard),
+    (("mt_bench_questions",), mt_bench),
+]
 
 
 def main():
-    garak_jailbreaks()
-    bipia()
-    bipia_contexts_and_injections()
-    taksec()
-    patt()
-    gptfuzz()
-    pallms()
-    jailbreak_llms()
-    langkit()
-    awesome_chatgpt_prompts()
-    gpteacher()
-    alpaca_eval()
-    self_instruct()
-    gsm8k()
-    tldr()
-    rust_book()
-    commits("tokio-rs/tokio", "commits_tokio")
-    commits("rust-lang/cargo", "commits_cargo")
-    commits("BurntSushi/ripgrep", "commits_ripgrep")
+    """`extract.py` rebuilds every source; `extract.py --only id1,id2` (ids as in sources.toml)
+    rebuilds those alone, so one needs mirrors only of the repositories they read."""
+    only = None
+    if len(sys.argv) == 3 and sys.argv[1] == "--only":
+        only = {i.replace("-", "_") for i in sys.argv[2].split(",")}
+    elif len(sys.argv) != 1:
+        sys.exit("usage: extract.py [--only id1,id2,...]")
+    known = {i for ids, _ in SOURCES for i in ids}
+    if only and only - known:
+        sys.exit(f"unknown source ids: {sorted(only - known)}")
+    for ids, run in SOURCES:
+        if only is None or only & set(ids):
+            run()
 
 
 if __name__ == "__main__":
