@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_window_finds_the_needle_in_a_long_text() {
-        let bytes = model_with("evil", 8.0, -2.0);
+        let bytes = model_with("evil", 16.0, -2.0);
         let hay = "plain ordinary words about the build ".repeat(40);
         let whole_only = {
             let mut f = Features::default();
