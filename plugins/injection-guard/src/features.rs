@@ -184,7 +184,9 @@ impl Features {
         if let Some(concept) = Concept::of(&word) {
             self.push_concept(concept);
         }
-        if word.len() <= MAX_WORD {
+        // A number's grams are runs of `0`: they say how long it is, which
+        // its word id already does, and ids and timestamps are not wording.
+        if word.len() <= MAX_WORD && word.iter().any(|&b| b != b'0') {
             self.push_grams(&word);
         }
         self.before_prev = self.prev_word;
@@ -343,6 +345,13 @@ mod tests {
                 .iter()
                 .any(|id| *id == override_prior)
         );
+    }
+
+    #[test]
+    fn numbers_are_words_without_grams() {
+        assert_eq!(ids("1740452546361").len(), 1);
+        assert_eq!(ids("1740452546361"), ids("9999999999999"));
+        assert_eq!(ids("v2024").len(), 1 + 3);
     }
 
     #[test]
