@@ -14,6 +14,10 @@ use crate::{
         Cluster, LocalCluster,
         redis::{ConnectError, RedisCluster, RedisOptions},
     },
+    delivery::{
+        inbox::{InboxLimits, Inboxes},
+        journal::{Journal, JournalError},
+    },
     filter::{FilterStage, PassThrough},
     http,
     http::guard::Guard,
@@ -39,6 +43,8 @@ pub enum StartError {
     Auth(#[from] crate::auth::AuthFileError),
     #[error(transparent)]
     Store(#[from] mcp::session_store::StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error(transparent)]
     Bind(#[from] http::BindError),
     #[error(transparent)]
@@ -91,6 +97,16 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         .ok_or(StartError::NoStateDir)?;
     let store = Arc::new(SessionFile::open(&state_dir, addr.port())?);
     store.spawn_writer();
+    let (journal, backlog) = Journal::open(&state_dir, addr.port())?;
+    let inboxes = Arc::new(Inboxes::new(
+        InboxLimits {
+            ttl: cli.inbox_ttl,
+            max_messages: cli.inbox_max_messages,
+            max_bytes: cli.inbox_max_bytes,
+        },
+        journal.clone(),
+    ));
+    inboxes.restore(backlog);
 
     let grace = Duration::from_millis(cli.reconnect_grace_ms);
     let redis = match &cli.redis {
@@ -137,7 +153,12 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
         Arc::new(chain.watch()?)
     };
-    let registry = Arc::new(Registry::with_cluster(cli.queue_depth, grace, cluster));
+    let registry = Arc::new(Registry::with_cluster(
+        cli.queue_depth,
+        grace,
+        cluster,
+        inboxes,
+    ));
     if let Some(auth) = &auth {
         registry.reserve(auth.names());
     }
@@ -192,6 +213,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     };
     http::serve::serve(listener, app, limits, shutdown).await?;
     store.flush().await;
+    journal.flush().await;
     if let Some(leases) = leases {
         // Releasing this replica's names is a courtesy; the leases lapse anyway.
         let _ = tokio::time::timeout(Duration::from_secs(2), leases).await;

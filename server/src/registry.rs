@@ -6,7 +6,8 @@
 //! reused) until the agent claims another; names are unique among online
 //! agents, ignoring case. An agent whose stream dropped keeps its name for a
 //! short grace period so a reconnect finds it intact and messages to it wait
-//! instead of failing. Names, numbers and agents on other replicas come from
+//! instead of failing; once that passes, messages to it wait in its inbox
+//! (see [`Inboxes`]). Names, numbers and agents on other replicas come from
 //! the [`Cluster`]; the table here is what this replica holds.
 
 use std::{
@@ -19,7 +20,11 @@ use rmcp::model::ServerJsonRpcMessage;
 
 use crate::{
     cluster::{Cluster, ClusterError, LocalCluster, Remote, Sequence},
-    delivery::{Generation, Outbox, OutboxStream, PushError},
+    delivery::{
+        Generation, Outbox, OutboxStream, PushError,
+        inbox::{Away, InboxLimits, Inboxes, is_auto_name},
+        journal::Journal,
+    },
 };
 
 pub const MAX_NAME_LEN: usize = 32;
@@ -100,6 +105,8 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
 pub struct Roster {
     /// Online agents in order of registration.
     pub agents: Vec<String>,
+    /// Agents that are away and keep an inbox, by name.
+    pub away: Vec<Away>,
     /// The caller's name, when the caller is an agent.
     pub you: Option<String>,
     /// Why the caller did not get the name it asked for.
@@ -118,8 +125,12 @@ pub struct LocalAgent {
 impl LocalAgent {
     /// Queues `notification` on the agent's stream; if the stream dropped
     /// moments ago, waits out the grace period for it to come back (Claude
-    /// Code re-opens within a second).
-    pub async fn hand_over(&self, notification: ServerJsonRpcMessage) -> Result<(), PushError> {
+    /// Code re-opens within a second). The future resolves once the message
+    /// is on disk.
+    pub async fn hand_over(
+        &self,
+        notification: Arc<ServerJsonRpcMessage>,
+    ) -> Result<impl Future<Output = ()> + use<>, PushError> {
         if !self.outbox.is_attached() {
             let wait = self
                 .reconnecting_until
@@ -128,8 +139,8 @@ impl LocalAgent {
             self.outbox.wait_attached(wait).await;
         }
         // A stream that drops between the check and the push is reported as
-        // offline: the sender hears "not delivered", never a silent loss.
-        self.outbox.push(notification)
+        // offline, and the bus turns to the inbox.
+        self.outbox.push(&self.name, notification)
     }
 }
 
@@ -138,6 +149,8 @@ impl LocalAgent {
 pub enum Recipient {
     Local(LocalAgent),
     Remote(Remote),
+    /// Away, with an inbox under this name.
+    Away(String),
 }
 
 impl Recipient {
@@ -145,6 +158,7 @@ impl Recipient {
         match self {
             Recipient::Local(agent) => &agent.name,
             Recipient::Remote(remote) => &remote.name,
+            Recipient::Away(name) => name,
         }
     }
 }
@@ -204,6 +218,7 @@ pub struct Registry {
     queue_depth: usize,
     grace: Duration,
     cluster: Arc<dyn Cluster>,
+    inboxes: Arc<Inboxes>,
 }
 
 impl State {
@@ -247,22 +262,41 @@ impl State {
 }
 
 impl Registry {
-    /// A registry that is the whole cluster.
+    /// A registry that is the whole cluster, keeping nothing on disk.
     pub fn new(queue_depth: usize, grace: Duration) -> Self {
-        Self::with_cluster(queue_depth, grace, Arc::new(LocalCluster::default()))
+        Self::with_cluster(
+            queue_depth,
+            grace,
+            Arc::new(LocalCluster::default()),
+            Arc::new(Inboxes::new(InboxLimits::default(), Journal::disabled())),
+        )
     }
 
-    pub fn with_cluster(queue_depth: usize, grace: Duration, cluster: Arc<dyn Cluster>) -> Self {
+    pub fn with_cluster(
+        queue_depth: usize,
+        grace: Duration,
+        cluster: Arc<dyn Cluster>,
+        inboxes: Arc<Inboxes>,
+    ) -> Self {
         Self {
             state: Mutex::new(State::default()),
             queue_depth,
             grace,
             cluster,
+            inboxes,
         }
     }
 
     pub fn cluster(&self) -> &Arc<dyn Cluster> {
         &self.cluster
+    }
+
+    pub fn inboxes(&self) -> &Arc<Inboxes> {
+        &self.inboxes
+    }
+
+    fn new_outbox(&self) -> Arc<Outbox> {
+        Outbox::new(self.queue_depth, self.inboxes.journal().clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -424,8 +458,8 @@ impl Registry {
         resume_after: Option<u64>,
     ) -> Result<Attached, AttachError> {
         let (current, order) = {
+            let outbox = self.new_outbox();
             let mut state = self.lock();
-            let queue_depth = self.queue_depth;
             let entry = state
                 .sessions
                 .entry(session.to_owned())
@@ -433,7 +467,7 @@ impl Registry {
                     name: None,
                     fixed: false,
                     order: 0,
-                    outbox: Outbox::new(queue_depth),
+                    outbox,
                     attached: None,
                     detached_at: None,
                     note: None,
@@ -460,7 +494,11 @@ impl Registry {
             let mut state = self.lock();
             match state.sessions.get_mut(session) {
                 Some(entry) => {
-                    let (generation, stream) = entry.outbox.attach(resume_after);
+                    // Under the registry's lock: a sender finds the agent
+                    // either away (its message joins the inbox taken here)
+                    // or online (its message comes after).
+                    let mail = self.inboxes.take(&name);
+                    let (generation, stream) = entry.outbox.attach(resume_after, mail);
                     entry.name = Some(name.clone());
                     entry.fixed = claim.fixed.is_some();
                     entry.order = order;
@@ -500,6 +538,9 @@ impl Registry {
         if !self.take(session, name, None, order).await? {
             return Ok(false);
         }
+        // Away since the restart: once the wait for it is over, messages
+        // to it go to its inbox.
+        self.inboxes.went_away(name, Vec::new());
         self.lock().sessions.insert(
             session.to_owned(),
             Entry {
@@ -507,7 +548,7 @@ impl Registry {
                 fixed: false,
                 note: None,
                 order,
-                outbox: Outbox::new(self.queue_depth),
+                outbox: self.new_outbox(),
                 attached: None,
                 detached_at: Some(Instant::now() + back_within),
                 restored: true,
@@ -525,7 +566,10 @@ impl Registry {
         {
             entry.attached = None;
             entry.detached_at = Some(Instant::now());
-            entry.outbox.detach(generation);
+            let unsent = entry.outbox.detach(generation);
+            if let Some(name) = &entry.name {
+                self.inboxes.went_away(name, unsent);
+            }
             drop(state);
             self.cluster.presence_changed();
         }
@@ -538,8 +582,17 @@ impl Registry {
             let Some(entry) = state.sessions.remove(session) else {
                 return;
             };
-            entry.outbox.close();
+            let unsent = entry.outbox.close();
             if let Some(name) = &entry.name {
+                let holder =
+                    state.names.get(&name.to_ascii_lowercase()) == Some(&session.to_owned());
+                if holder || !unsent.is_empty() {
+                    self.inboxes.went_away(name, unsent);
+                }
+                // An `agent-N` never comes back once its session is gone.
+                if holder && is_auto_name(name) {
+                    self.inboxes.gone(name);
+                }
                 state.release(session, name);
             }
             entry.name
@@ -549,8 +602,10 @@ impl Registry {
         }
     }
 
-    /// Frees messages kept for resumes past their age, in every outbox.
-    pub fn trim_resume_windows(&self) {
+    /// Frees messages kept for resumes past their age, in every outbox, and
+    /// drops inbox mail past its TTL.
+    pub fn tidy(&self) {
+        self.inboxes.expire();
         let outboxes: Vec<Arc<Outbox>> = self
             .lock()
             .sessions
@@ -599,6 +654,8 @@ impl Registry {
             if let Some(entry) = state.sessions.get_mut(session) {
                 entry.name = Some(new.to_owned());
                 entry.note = None;
+                // Claiming a name that is away claims its mail too.
+                entry.outbox.append(self.inboxes.take(new));
             }
         }
         if !same_key {
@@ -646,8 +703,16 @@ impl Registry {
             Err(error) => tracing::warn!(%error, "listing only this replica's agents"),
         }
         online.sort();
+        let agents: Vec<String> = online.into_iter().map(|(_, n)| n).collect();
+        let away = self
+            .inboxes
+            .away()
+            .into_iter()
+            .filter(|a| !agents.iter().any(|n| n.eq_ignore_ascii_case(&a.name)))
+            .collect();
         Roster {
-            agents: online.into_iter().map(|(_, n)| n).collect(),
+            agents,
+            away,
             you,
             note,
         }
@@ -725,10 +790,13 @@ impl Registry {
             Some((_, agent)) => Ok(Recipient::Local(agent)),
             None => match self.cluster.locate(name).await? {
                 Some(remote) => Ok(Recipient::Remote(remote)),
-                None => Err(LookupError::Unknown {
-                    name: name.chars().take(64).collect(),
-                    online: self.roster(sender_session.unwrap_or_default()).await.agents,
-                }),
+                None => match self.inboxes.display_name(name) {
+                    Some(away) => Ok(Recipient::Away(away)),
+                    None => Err(LookupError::Unknown {
+                        name: name.chars().take(64).collect(),
+                        online: self.roster(sender_session.unwrap_or_default()).await.agents,
+                    }),
+                },
             },
         }
     }

@@ -86,6 +86,10 @@ async fn health(
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "agents": bus.registry().online_count(),
+        "inbox": {
+            "waiting": bus.registry().inboxes().waiting(),
+            "expired": bus.registry().inboxes().expired(),
+        },
         "chain": bus.filters().info(),
     }))
 }

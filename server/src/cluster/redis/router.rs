@@ -195,8 +195,11 @@ async fn hand_over(registry: &Weak<Registry>, session: &str, notification: &str)
         tracing::warn!("a routed notification did not parse; refusing it");
         return Outcome::Offline;
     };
-    match agent.hand_over(notification).await {
-        Ok(()) => Outcome::Queued,
+    match agent.hand_over(Arc::new(notification)).await {
+        Ok(written) => {
+            written.await;
+            Outcome::Queued
+        }
         Err(PushError::Full(waiting)) => Outcome::Full { waiting },
         Err(PushError::Offline) => Outcome::Offline,
     }
