@@ -11,11 +11,11 @@ use crate::{
     chain::{ChainError, ChainOptions, ChainStage, store::KvStore},
     cli::{LogFormat, ServeArgs},
     cluster::{
-        Cluster, LocalCluster,
+        Cluster, LocalAgents, LocalCluster,
         redis::{ConnectError, RedisCluster, RedisOptions},
     },
     delivery::{
-        inbox::{InboxLimits, Inboxes},
+        inbox::{InboxLimits, Inboxes, Mail, by_recipient},
         journal::{Journal, JournalError},
     },
     filter::{FilterStage, PassThrough},
@@ -98,15 +98,11 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     let store = Arc::new(SessionFile::open(&state_dir, addr.port())?);
     store.spawn_writer();
     let (journal, backlog) = Journal::open(&state_dir, addr.port())?;
-    let inboxes = Arc::new(Inboxes::new(
-        InboxLimits {
-            ttl: cli.inbox_ttl,
-            max_messages: cli.inbox_max_messages,
-            max_bytes: cli.inbox_max_bytes,
-        },
-        journal.clone(),
-    ));
-    inboxes.restore(backlog);
+    let limits = InboxLimits {
+        ttl: cli.inbox_ttl,
+        max_messages: cli.inbox_max_messages,
+        max_bytes: cli.inbox_max_bytes,
+    };
 
     let grace = Duration::from_millis(cli.reconnect_grace_ms);
     let redis = match &cli.redis {
@@ -131,6 +127,21 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
             Arc::new(LocalCluster::numbering_after(store.highest_agent_number())),
             None,
         ),
+    };
+    // What waited at the last stop goes back to its recipients' inboxes.
+    let mail: Arc<dyn Mail> = match &redis {
+        Some(redis) => {
+            let mail = redis.mail(limits, journal.clone());
+            for (to, waiting) in by_recipient(backlog) {
+                mail.went_away(&to, waiting);
+            }
+            mail
+        }
+        None => {
+            let inboxes = Inboxes::new(limits, journal.clone());
+            inboxes.restore(backlog);
+            Arc::new(inboxes)
+        }
     };
 
     let options = ChainOptions {
@@ -157,7 +168,8 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         cli.queue_depth,
         grace,
         cluster,
-        inboxes,
+        mail,
+        journal.clone(),
     ));
     if let Some(auth) = &auth {
         registry.reserve(auth.names());
@@ -166,9 +178,11 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     let identities = Arc::new(Identities::default());
 
     let shutdown = CancellationToken::new();
-    let leases = redis
-        .as_ref()
-        .map(|redis| redis.start(Arc::downgrade(bus.registry()), shutdown.clone()));
+    let leases = redis.as_ref().map(|redis| {
+        let registry: Arc<dyn LocalAgents> = bus.registry().clone();
+        let agents = Arc::downgrade(&registry);
+        redis.start(agents, shutdown.clone())
+    });
     // Room for the largest message fully JSON-escaped (a control character
     // is six bytes as `\u0001`) plus the envelope: a message within
     // --max-message-bytes is never refused for its escaping.

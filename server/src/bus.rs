@@ -48,7 +48,7 @@ pub enum SendError {
     Route(RouteError),
     /// The recipient is away and its inbox cannot take this message.
     #[error(transparent)]
-    InboxFull(InboxError),
+    Inbox(InboxError),
 }
 
 impl SendError {
@@ -264,13 +264,10 @@ impl Bus {
             Ok(()) => Ok(receipt(None)),
             Err(PushError::Full(waiting)) => Err(SendError::QueueFull { to, waiting }),
             // Away, or the stream did not come back in time: the inbox.
-            Err(PushError::Offline) => match self.registry.inboxes().queue(&to, notification) {
-                Ok((waiting, written)) => {
-                    written.await;
-                    Ok(receipt(Some(waiting)))
-                }
+            Err(PushError::Offline) => match self.registry.mail().queue(&to, notification).await {
+                Ok(waiting) => Ok(receipt(Some(waiting))),
                 Err(InboxError::NoInbox(_)) => Err(SendError::WentOffline { to }),
-                Err(full) => Err(SendError::InboxFull(full)),
+                Err(refusal) => Err(SendError::Inbox(refusal)),
             },
         }
     }

@@ -19,10 +19,10 @@ use std::{
 use rmcp::model::ServerJsonRpcMessage;
 
 use crate::{
-    cluster::{Cluster, ClusterError, LocalCluster, Remote, Sequence},
+    cluster::{Cluster, ClusterError, Held, LocalAgents, LocalCluster, Remote, Sequence},
     delivery::{
         Generation, Outbox, OutboxStream, PushError,
-        inbox::{Away, InboxLimits, Inboxes, is_auto_name},
+        inbox::{Away, InboxError, InboxLimits, Inboxes, Mail, is_auto_name},
         journal::Journal,
     },
 };
@@ -66,6 +66,15 @@ pub enum LookupError {
     Yourself(String),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+}
+
+impl From<InboxError> for LookupError {
+    fn from(error: InboxError) -> Self {
+        match error {
+            InboxError::Unreachable(error) => LookupError::Cluster(error),
+            other => LookupError::Cluster(ClusterError(other.to_string())),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -163,16 +172,6 @@ impl Recipient {
     }
 }
 
-/// An agent this replica holds a name for, as the cluster should see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    pub session: String,
-    pub name: String,
-    pub order: u64,
-    /// Its stream is open (not just within the reconnect grace).
-    pub online: bool,
-}
-
 /// The names a session asks for when it attaches, strongest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claim {
@@ -218,7 +217,8 @@ pub struct Registry {
     queue_depth: usize,
     grace: Duration,
     cluster: Arc<dyn Cluster>,
-    inboxes: Arc<Inboxes>,
+    mail: Arc<dyn Mail>,
+    journal: Arc<Journal>,
 }
 
 impl State {
@@ -264,26 +264,32 @@ impl State {
 impl Registry {
     /// A registry that is the whole cluster, keeping nothing on disk.
     pub fn new(queue_depth: usize, grace: Duration) -> Self {
+        let journal = Journal::disabled();
         Self::with_cluster(
             queue_depth,
             grace,
             Arc::new(LocalCluster::default()),
-            Arc::new(Inboxes::new(InboxLimits::default(), Journal::disabled())),
+            Arc::new(Inboxes::new(InboxLimits::default(), journal.clone())),
+            journal,
         )
     }
 
+    /// `journal` keeps what waits in this replica's outboxes; `mail` keeps
+    /// the inboxes (here, or in the cluster's store).
     pub fn with_cluster(
         queue_depth: usize,
         grace: Duration,
         cluster: Arc<dyn Cluster>,
-        inboxes: Arc<Inboxes>,
+        mail: Arc<dyn Mail>,
+        journal: Arc<Journal>,
     ) -> Self {
         Self {
             state: Mutex::new(State::default()),
             queue_depth,
             grace,
             cluster,
-            inboxes,
+            mail,
+            journal,
         }
     }
 
@@ -291,12 +297,12 @@ impl Registry {
         &self.cluster
     }
 
-    pub fn inboxes(&self) -> &Arc<Inboxes> {
-        &self.inboxes
+    pub fn mail(&self) -> &Arc<dyn Mail> {
+        &self.mail
     }
 
     fn new_outbox(&self) -> Arc<Outbox> {
-        Outbox::new(self.queue_depth, self.inboxes.journal().clone())
+        Outbox::new(self.queue_depth, self.journal.clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -458,7 +464,6 @@ impl Registry {
         resume_after: Option<u64>,
     ) -> Result<Attached, AttachError> {
         let (current, order) = {
-            let outbox = self.new_outbox();
             let mut state = self.lock();
             let entry = state
                 .sessions
@@ -467,7 +472,7 @@ impl Registry {
                     name: None,
                     fixed: false,
                     order: 0,
-                    outbox,
+                    outbox: self.new_outbox(),
                     attached: None,
                     detached_at: None,
                     note: None,
@@ -490,14 +495,14 @@ impl Registry {
                 }
             },
         };
+        // A sender that found the agent away queued before this (and its
+        // message is here) or finds the inbox gone and is told so; one that
+        // finds it online comes after.
+        let mail = self.mail.take(&name).await;
         let stream = {
             let mut state = self.lock();
             match state.sessions.get_mut(session) {
                 Some(entry) => {
-                    // Under the registry's lock: a sender finds the agent
-                    // either away (its message joins the inbox taken here)
-                    // or online (its message comes after).
-                    let mail = self.inboxes.take(&name);
                     let (generation, stream) = entry.outbox.attach(resume_after, mail);
                     entry.name = Some(name.clone());
                     entry.fixed = claim.fixed.is_some();
@@ -510,6 +515,7 @@ impl Registry {
                 }
                 None => {
                     state.release(session, &name);
+                    self.mail.went_away(&name, mail);
                     None
                 }
             }
@@ -540,7 +546,7 @@ impl Registry {
         }
         // Away since the restart: once the wait for it is over, messages
         // to it go to its inbox.
-        self.inboxes.went_away(name, Vec::new());
+        self.mail.went_away(name, Vec::new());
         self.lock().sessions.insert(
             session.to_owned(),
             Entry {
@@ -568,7 +574,7 @@ impl Registry {
             entry.detached_at = Some(Instant::now());
             let unsent = entry.outbox.detach(generation);
             if let Some(name) = &entry.name {
-                self.inboxes.went_away(name, unsent);
+                self.mail.went_away(name, unsent);
             }
             drop(state);
             self.cluster.presence_changed();
@@ -587,11 +593,11 @@ impl Registry {
                 let holder =
                     state.names.get(&name.to_ascii_lowercase()) == Some(&session.to_owned());
                 if holder || !unsent.is_empty() {
-                    self.inboxes.went_away(name, unsent);
+                    self.mail.went_away(name, unsent);
                 }
                 // An `agent-N` never comes back once its session is gone.
                 if holder && is_auto_name(name) {
-                    self.inboxes.gone(name);
+                    self.mail.gone(name);
                 }
                 state.release(session, name);
             }
@@ -605,7 +611,7 @@ impl Registry {
     /// Frees messages kept for resumes past their age, in every outbox, and
     /// drops inbox mail past its TTL.
     pub fn tidy(&self) {
-        self.inboxes.expire();
+        self.mail.expire();
         let outboxes: Vec<Arc<Outbox>> = self
             .lock()
             .sessions
@@ -646,16 +652,20 @@ impl Registry {
             return Err(NameError::Taken(new.to_owned()));
         }
         let same_key = old.eq_ignore_ascii_case(new);
+        // Claiming a name that is away claims its mail too.
+        let mail = self.mail.take(new).await;
         {
             let mut state = self.lock();
             if !same_key {
                 state.release(session, &old);
             }
-            if let Some(entry) = state.sessions.get_mut(session) {
-                entry.name = Some(new.to_owned());
-                entry.note = None;
-                // Claiming a name that is away claims its mail too.
-                entry.outbox.append(self.inboxes.take(new));
+            match state.sessions.get_mut(session) {
+                Some(entry) => {
+                    entry.name = Some(new.to_owned());
+                    entry.note = None;
+                    entry.outbox.append(mail);
+                }
+                None => self.mail.went_away(new, mail),
             }
         }
         if !same_key {
@@ -705,8 +715,9 @@ impl Registry {
         online.sort();
         let agents: Vec<String> = online.into_iter().map(|(_, n)| n).collect();
         let away = self
-            .inboxes
+            .mail
             .away()
+            .await
             .into_iter()
             .filter(|a| !agents.iter().any(|n| n.eq_ignore_ascii_case(&a.name)))
             .collect();
@@ -728,7 +739,7 @@ impl Registry {
     }
 
     /// Names this replica holds (online or within grace), for the cluster's leases.
-    pub fn held(&self) -> Vec<Held> {
+    fn held_names(&self) -> Vec<Held> {
         let state = self.lock();
         state
             .names
@@ -747,7 +758,7 @@ impl Registry {
     }
 
     /// The agent of this replica held by `session`, for a message routed here.
-    pub fn local_agent(&self, session: &str) -> Option<LocalAgent> {
+    fn local_agent(&self, session: &str) -> Option<LocalAgent> {
         let state = self.lock();
         let entry = state.sessions.get(session)?;
         let name = entry.name.clone()?;
@@ -790,7 +801,7 @@ impl Registry {
             Some((_, agent)) => Ok(Recipient::Local(agent)),
             None => match self.cluster.locate(name).await? {
                 Some(remote) => Ok(Recipient::Remote(remote)),
-                None => match self.inboxes.display_name(name) {
+                None => match self.mail.holds(name).await? {
                     Some(away) => Ok(Recipient::Away(away)),
                     None => Err(LookupError::Unknown {
                         name: name.chars().take(64).collect(),
@@ -799,6 +810,23 @@ impl Registry {
                 },
             },
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl LocalAgents for Registry {
+    fn held(&self) -> Vec<Held> {
+        self.held_names()
+    }
+
+    async fn hand_over(
+        &self,
+        session: &str,
+        notification: Arc<ServerJsonRpcMessage>,
+    ) -> Result<(), PushError> {
+        let agent = self.local_agent(session).ok_or(PushError::Offline)?;
+        agent.hand_over(notification).await?.await;
+        Ok(())
     }
 }
 

@@ -9,6 +9,10 @@
 //! token fixes it) gets `coder`'s mail. `agent-N` names are the server's and
 //! never given twice, so their inbox lasts only while their session may
 //! still come back.
+//!
+//! [`Mail`] is what the registry and the bus need of inboxes; [`Inboxes`]
+//! keeps them in this process (with the [`Journal`] on disk), and in cluster
+//! mode Redis keeps them for every replica.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -66,6 +70,8 @@ impl Default for InboxLimits {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InboxError {
+    #[error(transparent)]
+    Unreachable(#[from] crate::cluster::ClusterError),
     #[error("nobody keeps mail for {0}: it is not away")]
     NoInbox(String),
     #[error(
@@ -92,6 +98,43 @@ struct Inbox {
 pub struct Away {
     pub name: String,
     pub waiting: usize,
+}
+
+/// Inboxes as the registry and the bus use them. Calls that change an inbox
+/// without answering anything (`went_away`, `gone`) return at once; a store
+/// that has to wait for them applies them in order before the next call
+/// for the same name.
+#[async_trait::async_trait]
+pub trait Mail: Send + Sync + 'static {
+    /// `name` went away, leaving `unsent` (older than anything queued after).
+    fn went_away(&self, name: &str, unsent: Vec<Queued>);
+
+    /// Queues `message` for `name`, if it is away; returns how many wait
+    /// now, once the message is durable.
+    async fn queue(
+        &self,
+        name: &str,
+        message: Arc<ServerJsonRpcMessage>,
+    ) -> Result<usize, InboxError>;
+
+    /// A stream opened under `name`: its mail, oldest first, each in this
+    /// replica's journal; the inbox is gone.
+    async fn take(&self, name: &str) -> Vec<Queued>;
+
+    /// `name` is gone for good: its mail is dropped and counted.
+    fn gone(&self, name: &str);
+
+    /// The name as the agent had it, if it is away and keeps an inbox.
+    async fn holds(&self, name: &str) -> Result<Option<String>, InboxError>;
+
+    /// Agents that are away, by name, with how many messages wait for each.
+    async fn away(&self) -> Vec<Away>;
+
+    /// Drops what is past the TTL (a store with its own expiry may do nothing).
+    fn expire(&self);
+
+    /// Messages waiting, and dropped unread so far.
+    async fn counts(&self) -> (usize, u64);
 }
 
 pub struct Inboxes {
@@ -122,37 +165,26 @@ impl Inboxes {
 
     /// Puts what the journal held at startup back in its recipients' inboxes.
     pub fn restore(&self, backlog: Backlog) {
-        let mut state = self.lock();
-        for (row, record) in backlog {
-            let Ok(message) = serde_json::from_str::<ServerJsonRpcMessage>(&record.notification)
-            else {
-                tracing::warn!(row, "dropping a journaled message that does not parse");
-                self.journal.remove(Some(row));
-                continue;
-            };
-            let inbox = state
-                .entry(record.to.to_ascii_lowercase())
-                .or_insert_with(|| Inbox {
-                    name: record.to.clone(),
-                    messages: VecDeque::new(),
-                    bytes: 0,
-                    since_ms: record.at_ms,
-                });
-            inbox.since_ms = inbox.since_ms.max(record.at_ms);
-            inbox.bytes += record.notification.len();
-            inbox.messages.push_back(Queued {
-                row: Some(row),
-                message: Arc::new(message),
-                bytes: record.notification.len(),
-                at_ms: record.at_ms,
-            });
-        }
-        let waiting: usize = state.values().map(|i| i.messages.len()).sum();
+        let groups = by_recipient(backlog);
+        let waiting: usize = groups.iter().map(|(_, mail)| mail.len()).sum();
         if waiting > 0 {
             tracing::info!(
                 waiting,
-                agents = state.len(),
+                agents = groups.len(),
                 "messages from before the restart wait in inboxes"
+            );
+        }
+        for (to, mail) in groups {
+            let since_ms = mail.iter().map(|q| q.at_ms).max().unwrap_or_else(now_ms);
+            let bytes = mail.iter().map(|q| q.bytes).sum();
+            self.lock().insert(
+                to.to_ascii_lowercase(),
+                Inbox {
+                    name: to,
+                    messages: mail.into(),
+                    bytes,
+                    since_ms,
+                },
             );
         }
     }
@@ -309,6 +341,74 @@ impl Inboxes {
 
     pub fn waiting(&self) -> usize {
         self.lock().values().map(|i| i.messages.len()).sum()
+    }
+}
+
+/// Groups a journal's backlog by recipient, oldest first, for [`Mail::went_away`].
+pub fn by_recipient(backlog: Backlog) -> Vec<(String, Vec<Queued>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, (String, Vec<Queued>)> = HashMap::new();
+    for (row, record) in backlog {
+        let Ok(message) = serde_json::from_str::<ServerJsonRpcMessage>(&record.notification) else {
+            tracing::warn!(row, "dropping a journaled message that does not parse");
+            continue;
+        };
+        let key = record.to.to_ascii_lowercase();
+        let group = groups.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            (record.to.clone(), Vec::new())
+        });
+        group.1.push(Queued {
+            row: Some(row),
+            message: Arc::new(message),
+            bytes: record.notification.len(),
+            at_ms: record.at_ms,
+        });
+    }
+    order
+        .into_iter()
+        .filter_map(|key| groups.remove(&key))
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Mail for Inboxes {
+    fn went_away(&self, name: &str, unsent: Vec<Queued>) {
+        Inboxes::went_away(self, name, unsent);
+    }
+
+    async fn queue(
+        &self,
+        name: &str,
+        message: Arc<ServerJsonRpcMessage>,
+    ) -> Result<usize, InboxError> {
+        let (waiting, written) = Inboxes::queue(self, name, message)?;
+        written.await;
+        Ok(waiting)
+    }
+
+    async fn take(&self, name: &str) -> Vec<Queued> {
+        Inboxes::take(self, name)
+    }
+
+    fn gone(&self, name: &str) {
+        Inboxes::gone(self, name);
+    }
+
+    async fn holds(&self, name: &str) -> Result<Option<String>, InboxError> {
+        Ok(self.display_name(name))
+    }
+
+    async fn away(&self) -> Vec<Away> {
+        Inboxes::away(self)
+    }
+
+    fn expire(&self) {
+        Inboxes::expire(self);
+    }
+
+    async fn counts(&self) -> (usize, u64) {
+        (self.waiting(), self.expired())
     }
 }
 

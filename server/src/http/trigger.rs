@@ -179,7 +179,7 @@ pub async fn post_message(
                 }
                 SendError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 SendError::QueueFull { .. }
-                | SendError::InboxFull(_)
+                | SendError::Inbox(_)
                 | SendError::WentOffline { .. }
                 | SendError::Route(_)
                 | SendError::Lookup(LookupError::Cluster(_)) => StatusCode::SERVICE_UNAVAILABLE,
