@@ -7,7 +7,7 @@
 //! agents, ignoring case. An agent whose stream dropped keeps its name for a
 //! short grace period so a reconnect finds it intact and messages to it wait
 //! instead of failing; once that passes, messages to it wait in its inbox
-//! (see [`Inboxes`]). Names, numbers and agents on other replicas come from
+//! (see [`Mail`]). Names, numbers and agents on other replicas come from
 //! the [`Cluster`]; the table here is what this replica holds.
 
 use std::{
@@ -21,7 +21,7 @@ use rmcp::model::ServerJsonRpcMessage;
 use crate::{
     cluster::{Cluster, ClusterError, Held, LocalAgents, LocalCluster, Remote, Sequence},
     delivery::{
-        Generation, Outbox, OutboxStream, PushError,
+        Generation, LocalAgent, Outbox, OutboxStream, PushError,
         inbox::{Away, InboxError, InboxLimits, Inboxes, Mail, is_auto_name},
         journal::Journal,
     },
@@ -120,37 +120,6 @@ pub struct Roster {
     pub you: Option<String>,
     /// Why the caller did not get the name it asked for.
     pub note: Option<String>,
-}
-
-/// An agent of this replica, as a sender finds it.
-#[derive(Clone)]
-pub struct LocalAgent {
-    pub name: String,
-    pub outbox: Arc<Outbox>,
-    /// Set when the agent's stream dropped moments ago and may come back.
-    pub reconnecting_until: Option<Instant>,
-}
-
-impl LocalAgent {
-    /// Queues `notification` on the agent's stream; if the stream dropped
-    /// moments ago, waits out the grace period for it to come back (Claude
-    /// Code re-opens within a second). The future resolves once the message
-    /// is on disk.
-    pub async fn hand_over(
-        &self,
-        notification: Arc<ServerJsonRpcMessage>,
-    ) -> Result<impl Future<Output = ()> + use<>, PushError> {
-        if !self.outbox.is_attached() {
-            let wait = self
-                .reconnecting_until
-                .map(|until| until.saturating_duration_since(Instant::now()))
-                .unwrap_or_default();
-            self.outbox.wait_attached(wait).await;
-        }
-        // A stream that drops between the check and the push is reported as
-        // offline, and the bus turns to the inbox.
-        self.outbox.push(&self.name, notification)
-    }
 }
 
 /// Where a message for an agent goes.

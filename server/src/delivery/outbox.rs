@@ -20,7 +20,7 @@ use futures::Stream;
 use rmcp::{
     model::ServerJsonRpcMessage, transport::streamable_http_server::session::ServerSseMessage,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use super::{
     inbox::{Queued, now_ms},
@@ -49,6 +49,8 @@ pub type Generation = u64;
 struct Envelope {
     seq: u64,
     queued: Queued,
+    /// Told when the stream takes the message, which may be before it is on disk.
+    handed: Option<oneshot::Sender<()>>,
 }
 
 /// A message handed to a stream, kept in case the client did not see it.
@@ -126,7 +128,8 @@ impl Outbox {
     }
 
     /// Queues a message for `to`'s attached stream, and journals it; the
-    /// future resolves once it is on disk.
+    /// future resolves once it is on disk or, if that comes first, once the
+    /// stream has taken it (then it needs no disk: it is gone from here).
     pub fn push(
         &self,
         to: &str,
@@ -150,6 +153,7 @@ impl Outbox {
         }
         // Under the lock, so rows are in queue order.
         let (row, written) = self.journal.put(&record);
+        let (handed, taken) = oneshot::channel();
         let seq = state.next_seq;
         state.next_seq += 1;
         state.pending.push_back(Envelope {
@@ -160,10 +164,18 @@ impl Outbox {
                 bytes,
                 at_ms,
             },
+            handed: Some(handed),
         });
         drop(state);
         self.wake.notify_waiters();
-        Ok(written)
+        Ok(async move {
+            tokio::pin!(written);
+            tokio::select! {
+                () = &mut written => {}
+                // Dropped untold: it moved to the inbox, and disk it is.
+                taken = taken => if taken.is_err() { written.await },
+            }
+        })
     }
 
     pub fn is_attached(&self) -> bool {
@@ -209,7 +221,11 @@ impl Outbox {
         for queued in mail {
             let seq = state.next_seq;
             state.next_seq += 1;
-            state.pending.push_back(Envelope { seq, queued });
+            state.pending.push_back(Envelope {
+                seq,
+                queued,
+                handed: None,
+            });
         }
         drop(state);
         self.attached.send_replace(true);
@@ -232,7 +248,11 @@ impl Outbox {
         for queued in mail {
             let seq = state.next_seq;
             state.next_seq += 1;
-            state.pending.push_back(Envelope { seq, queued });
+            state.pending.push_back(Envelope {
+                seq,
+                queued,
+                handed: None,
+            });
         }
         drop(state);
         self.wake.notify_waiters();
@@ -279,7 +299,10 @@ impl Outbox {
                 if state.generation != generation {
                     return None;
                 }
-                if let Some(envelope) = state.pending.pop_front() {
+                if let Some(mut envelope) = state.pending.pop_front() {
+                    if let Some(handed) = envelope.handed.take() {
+                        let _ = handed.send(());
+                    }
                     let mut sse = ServerSseMessage::default();
                     sse.event_id = Some(format!("{EVENT_ID_PREFIX}{}", envelope.seq));
                     sse.message = Some(envelope.queued.message.clone());
