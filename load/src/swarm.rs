@@ -188,7 +188,7 @@ pub async fn connect(endpoint: &Endpoint, options: Options, handler: Handler) ->
         .map(|index| {
             let (handler, live, done) = (handler.clone(), live.clone(), done.clone());
             async move {
-                let result = connect_one(endpoint, index, &options, handler, live).await;
+                let result = connect_one(endpoint, index, options, handler, live).await;
                 done.fetch_add(1, Ordering::Relaxed);
                 result
             }
