@@ -65,6 +65,17 @@ pub struct Args {
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
+    /// Churn: on average this many agents per second leave (their event stream
+    /// drops) and come back on the same session after up to --away-ms, while
+    /// the others keep sending to everyone. Agents then declare stable names
+    /// (`load-<n>`), so mail to one that is away waits in its inbox. 0: no churn.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
+
+    /// With --churn, the longest an agent stays away (each absence is uniform up to this).
+    #[arg(long, default_value_t = 2000)]
+    pub away_ms: u64,
+
     /// Bound on any single request, so a stuck server fails the run instead of hanging it.
     #[arg(long, default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -81,6 +92,10 @@ impl Args {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn churn(&self) -> Option<(f64, Duration)> {
+        (self.churn > 0.0).then_some((self.churn, Duration::from_millis(self.away_ms)))
     }
 
     /// `None` means flat out.

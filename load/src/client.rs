@@ -19,6 +19,7 @@ pub const PROTOCOL_VERSION: &str = "2025-11-25";
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const POST_ACCEPT: &str = "application/json, text/event-stream";
+const NAME_HEADER: &str = "x-agent-name";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -101,20 +102,25 @@ impl Endpoint {
     }
 
     /// Opens a session: `initialize`, then `notifications/initialized`.
-    pub async fn open(&self) -> Result<Session, ClientError> {
+    /// With `name`, the session declares it (`X-Agent-Name`), as a Claude
+    /// Code configured with a stable name does.
+    pub async fn open(&self, name: Option<&str>) -> Result<Session, ClientError> {
         let what = "initialize";
-        let request = self
+        let mut request = self
             .http
             .post(self.url.clone())
             .timeout(self.timeout)
-            .header(reqwest::header::ACCEPT, POST_ACCEPT)
-            .json(
-                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                    "protocolVersion": PROTOCOL_VERSION,
-                    "capabilities": {},
-                    "clientInfo": {"name": "switchboard-load", "version": env!("CARGO_PKG_VERSION")}
-                }}),
-            );
+            .header(reqwest::header::ACCEPT, POST_ACCEPT);
+        if let Some(name) = name {
+            request = request.header(NAME_HEADER, name);
+        }
+        let request = request.json(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "switchboard-load", "version": env!("CARGO_PKG_VERSION")}
+            }}),
+        );
         let response = send(what, request).await?;
         let id = response
             .headers()
@@ -245,19 +251,24 @@ impl Session {
             .ok_or(ClientError::NotAnAgent(reply.text))
     }
 
-    /// Opens the standalone event stream, which makes this session an agent.
-    /// The stream yields decoded events until the server or the connection ends it.
+    /// Opens the standalone event stream, which makes this session an agent,
+    /// resuming after `last_event_id` when given. The stream yields decoded
+    /// events until the server or the connection ends it.
     pub async fn open_stream(
         &self,
+        last_event_id: Option<&str>,
     ) -> Result<impl Stream<Item = sse::Event> + Send + 'static, ClientError> {
         let what = "GET event stream";
-        let request = self
+        let mut request = self
             .endpoint
             .http
             .get(self.endpoint.url.clone())
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .header(SESSION_HEADER, self.id.clone())
             .header(VERSION_HEADER, PROTOCOL_VERSION);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
         let response = send(what, request).await?;
         let mut decoder = sse::Decoder::default();
         Ok(response

@@ -42,6 +42,7 @@ pub async fn run(args: &Args, count: u32) -> Result<IdleSummary, IdleError> {
             count,
             concurrency: args.connect_concurrency,
             named: false,
+            declare: false,
         },
         handler,
     )

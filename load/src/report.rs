@@ -82,8 +82,24 @@ pub struct TrafficSummary {
     pub top_failures: Vec<ErrorCount>,
     pub server: Option<Usage>,
     pub load_tool: Option<Usage>,
+    /// With `--churn`: how agents came and went.
+    pub churn: Option<ChurnSummary>,
     /// Why the run failed; empty when it passed.
     pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnSummary {
+    /// Departures per second asked for.
+    pub per_sec: f64,
+    pub away_ms: u64,
+    /// Absences: streams dropped during the run.
+    pub left: u64,
+    pub returned: u64,
+    /// Agents whose stream could not be re-opened (a failed run).
+    pub failed_returns: u64,
+    /// Messages the server accepted into the inbox of an agent that was away.
+    pub queued: u64,
 }
 
 /// What makes a traffic run fail: anything accepted and not delivered exactly
@@ -236,6 +252,18 @@ impl fmt::Display for TrafficSummary {
         write_percentiles(f, "tool call", &self.call)?;
         write_errors(f, "top rejections", &self.top_rejections)?;
         write_errors(f, "top failures", &self.top_failures)?;
+        if let Some(churn) = &self.churn {
+            writeln!(
+                f,
+                "  churn          {} absences ({:.1}/s, up to {} ms), {} back, {} could not come back; {} messages queued for agents away",
+                thousands(churn.left),
+                churn.per_sec,
+                churn.away_ms,
+                thousands(churn.returned),
+                thousands(churn.failed_returns),
+                thousands(churn.queued)
+            )?;
+        }
         write_usage(f, "server", &self.server)?;
         write_usage(f, "load tool", &self.load_tool)?;
         write_verdict(f, &self.problems)

@@ -3,7 +3,10 @@
 //! messages time to arrive before the rest count as lost.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -70,14 +73,28 @@ fn on_event(ledger: &Ledger, at: u32, event: sse::Event) {
 struct Plan {
     agents: Vec<Agent>,
     names: Vec<String>,
+    /// Whether each agent's stream is open (churn takes agents away).
+    present: Vec<AtomicBool>,
     ledger: Arc<Ledger>,
     size: usize,
+    /// Accepted into the inbox of an agent that was away.
+    queued: AtomicU64,
 }
 
 impl Plan {
     fn pick(&self, rng: &mut fastrand::Rng, from: Option<u32>) -> (u32, u32) {
         let count = self.agents.len() as u32;
-        let from = from.unwrap_or_else(|| rng.u32(0..count));
+        // An agent that is away cannot send; a few tries find one that is here.
+        let from = from.unwrap_or_else(|| {
+            let mut from = rng.u32(0..count);
+            for _ in 0..8 {
+                if self.present[from as usize].load(Ordering::Relaxed) {
+                    break;
+                }
+                from = rng.u32(0..count);
+            }
+            from
+        });
         // Any agent but the sender, uniformly.
         let to = rng.u32(0..count - 1);
         (from, if to >= from { to + 1 } else { to })
@@ -96,7 +113,12 @@ impl Plan {
             .call::<_, serde::de::IgnoredAny>("send-message", args)
             .await;
         let outcome = match reply {
-            Ok(reply) if !reply.is_error => Outcome::Accepted,
+            Ok(reply) if !reply.is_error => {
+                if reply.text.contains(" is away; queued") {
+                    self.queued.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Accepted
+            }
             Ok(reply) => Outcome::Rejected(reply.text),
             Err(error) => Outcome::Failed(error.to_string()),
         };
@@ -145,6 +167,59 @@ async fn paced(plan: Arc<Plan>, until: Instant, rate: f64, max_in_flight: u32) {
         while sends.try_join_next().is_some() {}
     }
     sends.join_all().await;
+}
+
+/// Absences during a churn run.
+#[derive(Default)]
+struct Churned {
+    left: AtomicU64,
+    returned: AtomicU64,
+    failed_returns: AtomicU64,
+}
+
+/// Agents leave at random, about `per_sec` a second, and each comes back
+/// after up to `away`; returns once every one that left is back.
+async fn churn(
+    plan: Arc<Plan>,
+    until: Instant,
+    per_sec: f64,
+    away: Duration,
+    churned: Arc<Churned>,
+) {
+    let mut rng = fastrand::Rng::new();
+    let mut returns = JoinSet::new();
+    let count = plan.agents.len() as u32;
+    loop {
+        // Exponential gaps: departures are independent of each other.
+        let gap = -(1.0 - rng.f64()).ln() / per_sec;
+        tokio::time::sleep(Duration::from_secs_f64(gap)).await;
+        if Instant::now() >= until {
+            break;
+        }
+        let index = rng.u32(0..count) as usize;
+        if !plan.present[index].swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        plan.agents[index].leave();
+        churned.left.fetch_add(1, Ordering::Relaxed);
+        let absence = away.mul_f64(rng.f64());
+        let (plan, churned) = (plan.clone(), churned.clone());
+        returns.spawn(async move {
+            tokio::time::sleep(absence).await;
+            match plan.agents[index].come_back().await {
+                Ok(()) => {
+                    churned.returned.fetch_add(1, Ordering::Relaxed);
+                    plan.present[index].store(true, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    eprintln!("agent {index} could not come back: {error}");
+                    churned.failed_returns.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        while returns.try_join_next().is_some() {}
+    }
+    returns.join_all().await;
 }
 
 /// The once-a-second line on stderr.
@@ -197,6 +272,7 @@ pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
             count: args.agents,
             concurrency: args.connect_concurrency,
             named: true,
+            declare: args.churn().is_some(),
         },
         handler,
     )
@@ -219,10 +295,12 @@ pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
         .map(|a| a.name.clone().unwrap_or_default())
         .collect();
     let plan = Arc::new(Plan {
+        present: swarm.agents.iter().map(|_| AtomicBool::new(true)).collect(),
         agents: swarm.agents,
         names,
         ledger: ledger.clone(),
         size: args.size,
+        queued: AtomicU64::new(0),
     });
 
     let server = args
@@ -234,6 +312,10 @@ pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
     let started = Instant::now();
     let start_us = ledger.now_us();
     let until = started + args.send_window();
+    let churned = Arc::new(Churned::default());
+    let churning = args.churn().map(|(per_sec, away)| {
+        tokio::spawn(churn(plan.clone(), until, per_sec, away, churned.clone()))
+    });
     let mut sending = match args.target_rate() {
         Some(rate) => tokio::spawn(paced(plan.clone(), until, rate, args.max_in_flight)),
         None => tokio::spawn(flat_out(plan.clone(), until)),
@@ -253,6 +335,10 @@ pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
         }
     }
     let send_secs = started.elapsed().as_secs_f64();
+    // Everyone who left comes back before the drain: mail waiting for them counts.
+    if let Some(churning) = churning {
+        let _ = churning.await;
+    }
 
     let drain_until = Instant::now() + args.drain_window();
     while ledger.counts().awaiting > 0 && Instant::now() < drain_until {
@@ -263,6 +349,14 @@ pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
     }
     let server = server.map(Monitor::finish).transpose()?;
     let load_tool: Option<Usage> = myself.and_then(|m| m.finish().ok());
+    let churn = args.churn().map(|(per_sec, away)| report::ChurnSummary {
+        per_sec,
+        away_ms: away.as_millis() as u64,
+        left: churned.left.load(Ordering::Relaxed),
+        returned: churned.returned.load(Ordering::Relaxed),
+        failed_returns: churned.failed_returns.load(Ordering::Relaxed),
+        queued: plan.queued.load(Ordering::Relaxed),
+    });
     // Closing every stream before the summary keeps the next run's server clean.
     drop(plan);
 
@@ -286,7 +380,14 @@ pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
         top_failures: report::top(closing.failures, TOP_ERRORS),
         server,
         load_tool,
-        problems: report::problems(&counts),
+        problems: {
+            let mut problems = report::problems(&counts);
+            if let Some(failed) = churn.as_ref().map(|c| c.failed_returns).filter(|n| *n > 0) {
+                problems.push(format!("{failed} agents could not come back"));
+            }
+            problems
+        },
+        churn,
         counts,
     })
 }

@@ -11,8 +11,12 @@ use crate::{
     chain::{ChainError, ChainOptions, ChainStage, store::KvStore},
     cli::{LogFormat, ServeArgs},
     cluster::{
-        Cluster, LocalCluster,
+        Cluster, LocalAgents, LocalCluster,
         redis::{ConnectError, RedisCluster, RedisOptions},
+    },
+    delivery::{
+        inbox::{InboxLimits, Inboxes, Mail, by_recipient},
+        journal::{Journal, JournalError},
     },
     filter::{FilterStage, PassThrough},
     http,
@@ -39,6 +43,8 @@ pub enum StartError {
     Auth(#[from] crate::auth::AuthFileError),
     #[error(transparent)]
     Store(#[from] mcp::session_store::StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error(transparent)]
     Bind(#[from] http::BindError),
     #[error(transparent)]
@@ -91,6 +97,12 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         .ok_or(StartError::NoStateDir)?;
     let store = Arc::new(SessionFile::open(&state_dir, addr.port())?);
     store.spawn_writer();
+    let (journal, backlog) = Journal::open(&state_dir, addr.port())?;
+    let limits = InboxLimits {
+        ttl: cli.inbox_ttl,
+        max_messages: cli.inbox_max_messages,
+        max_bytes: cli.inbox_max_bytes,
+    };
 
     let grace = Duration::from_millis(cli.reconnect_grace_ms);
     let redis = match &cli.redis {
@@ -116,6 +128,21 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
             None,
         ),
     };
+    // What waited at the last stop goes back to its recipients' inboxes.
+    let mail: Arc<dyn Mail> = match &redis {
+        Some(redis) => {
+            let mail = redis.mail(limits, journal.clone());
+            for (to, waiting) in by_recipient(backlog) {
+                mail.went_away(&to, waiting);
+            }
+            mail
+        }
+        None => {
+            let inboxes = Inboxes::new(limits, journal.clone());
+            inboxes.restore(backlog);
+            Arc::new(inboxes)
+        }
+    };
 
     let options = ChainOptions {
         plugins_dir: cli.plugins.clone(),
@@ -137,7 +164,13 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
         Arc::new(chain.watch()?)
     };
-    let registry = Arc::new(Registry::with_cluster(cli.queue_depth, grace, cluster));
+    let registry = Arc::new(Registry::with_cluster(
+        cli.queue_depth,
+        grace,
+        cluster,
+        mail,
+        journal.clone(),
+    ));
     if let Some(auth) = &auth {
         registry.reserve(auth.names());
     }
@@ -145,9 +178,11 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     let identities = Arc::new(Identities::default());
 
     let shutdown = CancellationToken::new();
-    let leases = redis
-        .as_ref()
-        .map(|redis| redis.start(Arc::downgrade(bus.registry()), shutdown.clone()));
+    let leases = redis.as_ref().map(|redis| {
+        let registry: Arc<dyn LocalAgents> = bus.registry().clone();
+        let agents = Arc::downgrade(&registry);
+        redis.start(agents, shutdown.clone())
+    });
     // Room for the largest message fully JSON-escaped (a control character
     // is six bytes as `\u0001`) plus the envelope: a message within
     // --max-message-bytes is never refused for its escaping.
@@ -192,6 +227,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     };
     http::serve::serve(listener, app, limits, shutdown).await?;
     store.flush().await;
+    journal.flush().await;
     if let Some(leases) = leases {
         // Releasing this replica's names is a courtesy; the leases lapse anyway.
         let _ = tokio::time::timeout(Duration::from_secs(2), leases).await;

@@ -11,7 +11,7 @@ use std::{
 
 use crate::{
     cluster::RouteError,
-    delivery::PushError,
+    delivery::{PushError, inbox::InboxError},
     filter::{Decision, FilterStage},
     message::{Message, SENDER_ID_META, neutralize_controls},
     registry::{LookupError, Recipient, Registry},
@@ -46,6 +46,9 @@ pub enum SendError {
     WentOffline { to: String },
     #[error(transparent)]
     Route(RouteError),
+    /// The recipient is away and its inbox cannot take this message.
+    #[error(transparent)]
+    Inbox(InboxError),
 }
 
 impl SendError {
@@ -67,12 +70,37 @@ impl SendError {
     }
 }
 
-/// What the sender is told about a delivered message.
+/// What the sender is told about an accepted message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     pub id: String,
     pub to: String,
     pub rewritten_by: Vec<String>,
+    /// Set when the recipient is away: how many messages wait for it now,
+    /// this one included.
+    pub queued: Option<usize>,
+}
+
+impl Receipt {
+    /// The sentence a sender reads.
+    pub fn sentence(&self) -> String {
+        let mut text = match self.queued {
+            None => format!("Delivered to {}", self.to),
+            Some(waiting) => queued_sentence(&self.to, waiting),
+        };
+        if !self.rewritten_by.is_empty() {
+            text.push_str(&format!(
+                " (content changed by {})",
+                self.rewritten_by.join(", ")
+            ));
+        }
+        text
+    }
+}
+
+/// What a sender reads when its message waits in an inbox.
+pub fn queued_sentence(to: &str, waiting: usize) -> String {
+    format!("{to} is away; queued, it will be delivered when {to} reconnects ({waiting} waiting)")
 }
 
 pub struct Bus {
@@ -206,10 +234,22 @@ impl Bus {
             content: neutralize_controls(&message.content).into_owned(),
             ..message
         };
-        let notification = message.to_notification(kind);
+        let notification = Arc::new(message.to_notification(kind));
         let to = recipient.name().to_owned();
+        let receipt = |queued| Receipt {
+            id: id.clone(),
+            to: to.clone(),
+            rewritten_by: rewritten_by.clone(),
+            queued,
+        };
         let handed_over = match &recipient {
-            Recipient::Local(agent) => agent.hand_over(notification).await,
+            Recipient::Local(agent) => match agent.hand_over(notification.clone()).await {
+                Ok(written) => {
+                    written.await;
+                    Ok(())
+                }
+                Err(refusal) => Err(refusal),
+            },
             // The chain ran here; the owning replica only queues the result.
             Recipient::Remote(remote) => {
                 match self.registry.cluster().deliver(remote, &notification).await {
@@ -218,15 +258,17 @@ impl Bus {
                     Err(error) => return Err(SendError::Route(error)),
                 }
             }
+            Recipient::Away(_) => Err(PushError::Offline),
         };
         match handed_over {
-            Ok(()) => Ok(Receipt {
-                id,
-                to,
-                rewritten_by,
-            }),
+            Ok(()) => Ok(receipt(None)),
             Err(PushError::Full(waiting)) => Err(SendError::QueueFull { to, waiting }),
-            Err(PushError::Offline) => Err(SendError::WentOffline { to }),
+            // Away, or the stream did not come back in time: the inbox.
+            Err(PushError::Offline) => match self.registry.mail().queue(&to, notification).await {
+                Ok(waiting) => Ok(receipt(Some(waiting))),
+                Err(InboxError::NoInbox(_)) => Err(SendError::WentOffline { to }),
+                Err(refusal) => Err(SendError::Inbox(refusal)),
+            },
         }
     }
 }

@@ -141,6 +141,19 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 3000)]
     pub reconnect_grace_ms: u64,
 
+    /// How long mail waits for an agent that is away before it is dropped
+    /// unread (and counted): a number with `ms`, `s`, `m`, `h` or `d`.
+    #[arg(long, default_value = "24h", value_parser = duration)]
+    pub inbox_ttl: std::time::Duration,
+
+    /// Most messages waiting in one away agent's inbox; more are refused.
+    #[arg(long, default_value_t = 1000)]
+    pub inbox_max_messages: usize,
+
+    /// Most bytes (as delivered) waiting in one away agent's inbox; more are refused.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub inbox_max_bytes: usize,
+
     /// Sessions without an open stream are closed after this many seconds idle.
     #[arg(long, default_value_t = 600)]
     pub session_idle_secs: u64,
@@ -207,6 +220,28 @@ fn filter_category(pair: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `90s`, `30m`, `24h`, `7d`, `500ms`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "use a whole number and a unit, e.g. 24h, 30m, 90s or 500ms".to_owned())?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err("the unit is one of ms, s, m, h, d (e.g. 24h)".into()),
+    };
+    Ok(std::time::Duration::from_millis(
+        number.saturating_mul(millis),
+    ))
+}
+
 /// Replica ids go into session ids and channel names: keep them plain.
 fn replica_id(id: &str) -> Result<String, String> {
     let plain = (1..=32).contains(&id.len())
@@ -224,4 +259,21 @@ fn replica_id(id: &str) -> Result<String, String> {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::duration;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "24", "h", "1.5h", "-1s", "3 s"] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

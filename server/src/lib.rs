@@ -1,8 +1,12 @@
 //! Switchboard: an MCP server that lets Claude Code sessions message each other.
 //!
-//! Data flows one way: HTTP/MCP ([`http`], [`mcp`]) -> [`registry`] -> [`filter`]
-//! stage (the WebAssembly [`chain`]) -> [`delivery`]. [`bus`] is the one path a message takes through them.
-//! With `--redis`, [`cluster`] extends the registry and delivery to the other replicas.
+//! Data flows one way: HTTP/MCP ([`http`], [`mcp`]) -> [`bus`] -> [`registry`]
+//! (who is the recipient) -> [`filter`] stage (the WebAssembly [`chain`]) ->
+//! [`delivery`] (the recipient's outbox, or its inbox while it is away, both
+//! journaled on disk) or another replica. [`bus`] is the one path a message
+//! takes through them. With `--redis`, [`cluster`] extends names, presence,
+//! delivery and inboxes to the other replicas; it sees this replica's agents
+//! only through [`cluster::LocalAgents`].
 //! [`client`] is the other side: the `join`, `send` and `agents` subcommands.
 
 pub mod app;

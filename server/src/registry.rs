@@ -6,7 +6,8 @@
 //! reused) until the agent claims another; names are unique among online
 //! agents, ignoring case. An agent whose stream dropped keeps its name for a
 //! short grace period so a reconnect finds it intact and messages to it wait
-//! instead of failing. Names, numbers and agents on other replicas come from
+//! instead of failing; once that passes, messages to it wait in its inbox
+//! (see [`Mail`]). Names, numbers and agents on other replicas come from
 //! the [`Cluster`]; the table here is what this replica holds.
 
 use std::{
@@ -18,8 +19,12 @@ use std::{
 use rmcp::model::ServerJsonRpcMessage;
 
 use crate::{
-    cluster::{Cluster, ClusterError, LocalCluster, Remote, Sequence},
-    delivery::{Generation, Outbox, OutboxStream, PushError},
+    cluster::{Cluster, ClusterError, Held, LocalAgents, LocalCluster, Remote, Sequence},
+    delivery::{
+        Generation, LocalAgent, Outbox, OutboxStream, PushError,
+        inbox::{Away, InboxError, InboxLimits, Inboxes, Mail, is_auto_name},
+        journal::Journal,
+    },
 };
 
 pub const MAX_NAME_LEN: usize = 32;
@@ -63,6 +68,15 @@ pub enum LookupError {
     Cluster(#[from] ClusterError),
 }
 
+impl From<InboxError> for LookupError {
+    fn from(error: InboxError) -> Self {
+        match error {
+            InboxError::Unreachable(error) => LookupError::Cluster(error),
+            other => LookupError::Cluster(ClusterError(other.to_string())),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AttachError {
     #[error(transparent)]
@@ -100,37 +114,12 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
 pub struct Roster {
     /// Online agents in order of registration.
     pub agents: Vec<String>,
+    /// Agents that are away and keep an inbox, by name.
+    pub away: Vec<Away>,
     /// The caller's name, when the caller is an agent.
     pub you: Option<String>,
     /// Why the caller did not get the name it asked for.
     pub note: Option<String>,
-}
-
-/// An agent of this replica, as a sender finds it.
-#[derive(Clone)]
-pub struct LocalAgent {
-    pub name: String,
-    pub outbox: Arc<Outbox>,
-    /// Set when the agent's stream dropped moments ago and may come back.
-    pub reconnecting_until: Option<Instant>,
-}
-
-impl LocalAgent {
-    /// Queues `notification` on the agent's stream; if the stream dropped
-    /// moments ago, waits out the grace period for it to come back (Claude
-    /// Code re-opens within a second).
-    pub async fn hand_over(&self, notification: ServerJsonRpcMessage) -> Result<(), PushError> {
-        if !self.outbox.is_attached() {
-            let wait = self
-                .reconnecting_until
-                .map(|until| until.saturating_duration_since(Instant::now()))
-                .unwrap_or_default();
-            self.outbox.wait_attached(wait).await;
-        }
-        // A stream that drops between the check and the push is reported as
-        // offline: the sender hears "not delivered", never a silent loss.
-        self.outbox.push(notification)
-    }
 }
 
 /// Where a message for an agent goes.
@@ -138,6 +127,8 @@ impl LocalAgent {
 pub enum Recipient {
     Local(LocalAgent),
     Remote(Remote),
+    /// Away, with an inbox under this name.
+    Away(String),
 }
 
 impl Recipient {
@@ -145,18 +136,9 @@ impl Recipient {
         match self {
             Recipient::Local(agent) => &agent.name,
             Recipient::Remote(remote) => &remote.name,
+            Recipient::Away(name) => name,
         }
     }
-}
-
-/// An agent this replica holds a name for, as the cluster should see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    pub session: String,
-    pub name: String,
-    pub order: u64,
-    /// Its stream is open (not just within the reconnect grace).
-    pub online: bool,
 }
 
 /// The names a session asks for when it attaches, strongest first.
@@ -204,6 +186,8 @@ pub struct Registry {
     queue_depth: usize,
     grace: Duration,
     cluster: Arc<dyn Cluster>,
+    mail: Arc<dyn Mail>,
+    journal: Arc<Journal>,
 }
 
 impl State {
@@ -247,22 +231,47 @@ impl State {
 }
 
 impl Registry {
-    /// A registry that is the whole cluster.
+    /// A registry that is the whole cluster, keeping nothing on disk.
     pub fn new(queue_depth: usize, grace: Duration) -> Self {
-        Self::with_cluster(queue_depth, grace, Arc::new(LocalCluster::default()))
+        let journal = Journal::disabled();
+        Self::with_cluster(
+            queue_depth,
+            grace,
+            Arc::new(LocalCluster::default()),
+            Arc::new(Inboxes::new(InboxLimits::default(), journal.clone())),
+            journal,
+        )
     }
 
-    pub fn with_cluster(queue_depth: usize, grace: Duration, cluster: Arc<dyn Cluster>) -> Self {
+    /// `journal` keeps what waits in this replica's outboxes; `mail` keeps
+    /// the inboxes (here, or in the cluster's store).
+    pub fn with_cluster(
+        queue_depth: usize,
+        grace: Duration,
+        cluster: Arc<dyn Cluster>,
+        mail: Arc<dyn Mail>,
+        journal: Arc<Journal>,
+    ) -> Self {
         Self {
             state: Mutex::new(State::default()),
             queue_depth,
             grace,
             cluster,
+            mail,
+            journal,
         }
     }
 
     pub fn cluster(&self) -> &Arc<dyn Cluster> {
         &self.cluster
+    }
+
+    pub fn mail(&self) -> &Arc<dyn Mail> {
+        &self.mail
+    }
+
+    fn new_outbox(&self) -> Arc<Outbox> {
+        Outbox::new(self.queue_depth, self.journal.clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -425,7 +434,6 @@ impl Registry {
     ) -> Result<Attached, AttachError> {
         let (current, order) = {
             let mut state = self.lock();
-            let queue_depth = self.queue_depth;
             let entry = state
                 .sessions
                 .entry(session.to_owned())
@@ -433,7 +441,7 @@ impl Registry {
                     name: None,
                     fixed: false,
                     order: 0,
-                    outbox: Outbox::new(queue_depth),
+                    outbox: self.new_outbox(),
                     attached: None,
                     detached_at: None,
                     note: None,
@@ -456,11 +464,15 @@ impl Registry {
                 }
             },
         };
+        // A sender that found the agent away queued before this (and its
+        // message is here) or finds the inbox gone and is told so; one that
+        // finds it online comes after.
+        let mail = self.mail.take(&name).await;
         let stream = {
             let mut state = self.lock();
             match state.sessions.get_mut(session) {
                 Some(entry) => {
-                    let (generation, stream) = entry.outbox.attach(resume_after);
+                    let (generation, stream) = entry.outbox.attach(resume_after, mail);
                     entry.name = Some(name.clone());
                     entry.fixed = claim.fixed.is_some();
                     entry.order = order;
@@ -472,6 +484,7 @@ impl Registry {
                 }
                 None => {
                     state.release(session, &name);
+                    self.mail.went_away(&name, mail);
                     None
                 }
             }
@@ -500,6 +513,9 @@ impl Registry {
         if !self.take(session, name, None, order).await? {
             return Ok(false);
         }
+        // Away since the restart: once the wait for it is over, messages
+        // to it go to its inbox.
+        self.mail.went_away(name, Vec::new());
         self.lock().sessions.insert(
             session.to_owned(),
             Entry {
@@ -507,7 +523,7 @@ impl Registry {
                 fixed: false,
                 note: None,
                 order,
-                outbox: Outbox::new(self.queue_depth),
+                outbox: self.new_outbox(),
                 attached: None,
                 detached_at: Some(Instant::now() + back_within),
                 restored: true,
@@ -525,7 +541,10 @@ impl Registry {
         {
             entry.attached = None;
             entry.detached_at = Some(Instant::now());
-            entry.outbox.detach(generation);
+            let unsent = entry.outbox.detach(generation);
+            if let Some(name) = &entry.name {
+                self.mail.went_away(name, unsent);
+            }
             drop(state);
             self.cluster.presence_changed();
         }
@@ -538,8 +557,17 @@ impl Registry {
             let Some(entry) = state.sessions.remove(session) else {
                 return;
             };
-            entry.outbox.close();
+            let unsent = entry.outbox.close();
             if let Some(name) = &entry.name {
+                let holder =
+                    state.names.get(&name.to_ascii_lowercase()) == Some(&session.to_owned());
+                if holder || !unsent.is_empty() {
+                    self.mail.went_away(name, unsent);
+                }
+                // An `agent-N` never comes back once its session is gone.
+                if holder && is_auto_name(name) {
+                    self.mail.gone(name);
+                }
                 state.release(session, name);
             }
             entry.name
@@ -549,8 +577,10 @@ impl Registry {
         }
     }
 
-    /// Frees messages kept for resumes past their age, in every outbox.
-    pub fn trim_resume_windows(&self) {
+    /// Frees messages kept for resumes past their age, in every outbox, and
+    /// drops inbox mail past its TTL.
+    pub fn tidy(&self) {
+        self.mail.expire();
         let outboxes: Vec<Arc<Outbox>> = self
             .lock()
             .sessions
@@ -591,14 +621,20 @@ impl Registry {
             return Err(NameError::Taken(new.to_owned()));
         }
         let same_key = old.eq_ignore_ascii_case(new);
+        // Claiming a name that is away claims its mail too.
+        let mail = self.mail.take(new).await;
         {
             let mut state = self.lock();
             if !same_key {
                 state.release(session, &old);
             }
-            if let Some(entry) = state.sessions.get_mut(session) {
-                entry.name = Some(new.to_owned());
-                entry.note = None;
+            match state.sessions.get_mut(session) {
+                Some(entry) => {
+                    entry.name = Some(new.to_owned());
+                    entry.note = None;
+                    entry.outbox.append(mail);
+                }
+                None => self.mail.went_away(new, mail),
             }
         }
         if !same_key {
@@ -646,8 +682,17 @@ impl Registry {
             Err(error) => tracing::warn!(%error, "listing only this replica's agents"),
         }
         online.sort();
+        let agents: Vec<String> = online.into_iter().map(|(_, n)| n).collect();
+        let away = self
+            .mail
+            .away()
+            .await
+            .into_iter()
+            .filter(|a| !agents.iter().any(|n| n.eq_ignore_ascii_case(&a.name)))
+            .collect();
         Roster {
-            agents: online.into_iter().map(|(_, n)| n).collect(),
+            agents,
+            away,
             you,
             note,
         }
@@ -663,7 +708,7 @@ impl Registry {
     }
 
     /// Names this replica holds (online or within grace), for the cluster's leases.
-    pub fn held(&self) -> Vec<Held> {
+    fn held_names(&self) -> Vec<Held> {
         let state = self.lock();
         state
             .names
@@ -682,7 +727,7 @@ impl Registry {
     }
 
     /// The agent of this replica held by `session`, for a message routed here.
-    pub fn local_agent(&self, session: &str) -> Option<LocalAgent> {
+    fn local_agent(&self, session: &str) -> Option<LocalAgent> {
         let state = self.lock();
         let entry = state.sessions.get(session)?;
         let name = entry.name.clone()?;
@@ -725,12 +770,32 @@ impl Registry {
             Some((_, agent)) => Ok(Recipient::Local(agent)),
             None => match self.cluster.locate(name).await? {
                 Some(remote) => Ok(Recipient::Remote(remote)),
-                None => Err(LookupError::Unknown {
-                    name: name.chars().take(64).collect(),
-                    online: self.roster(sender_session.unwrap_or_default()).await.agents,
-                }),
+                None => match self.mail.holds(name).await? {
+                    Some(away) => Ok(Recipient::Away(away)),
+                    None => Err(LookupError::Unknown {
+                        name: name.chars().take(64).collect(),
+                        online: self.roster(sender_session.unwrap_or_default()).await.agents,
+                    }),
+                },
             },
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl LocalAgents for Registry {
+    fn held(&self) -> Vec<Held> {
+        self.held_names()
+    }
+
+    async fn hand_over(
+        &self,
+        session: &str,
+        notification: Arc<ServerJsonRpcMessage>,
+    ) -> Result<(), PushError> {
+        let agent = self.local_agent(session).ok_or(PushError::Offline)?;
+        agent.hand_over(notification).await?.await;
+        Ok(())
     }
 }
 

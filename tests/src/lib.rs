@@ -202,6 +202,16 @@ impl Server {
         .with_context(|| format!("no log line with {needle:?} in time"))?
     }
 
+    /// Kills the server with SIGKILL, as a crash would, and waits until it is gone.
+    pub async fn kill(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("already stopped")?;
+        child.start_kill()?;
+        timeout(WAIT, child.wait())
+            .await
+            .context("server did not die within 10 s of SIGKILL")??;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;

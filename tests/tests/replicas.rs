@@ -385,3 +385,105 @@ async fn cross_replica_latency() -> Result<()> {
     println!("same replica, cluster mode: p50 {p50:?} p99 {p99:?}");
     Ok(())
 }
+
+/// Short, so a dropped stream is "away" at once rather than waited for.
+const GRACE: [&str; 2] = ["--reconnect-grace-ms", "100"];
+
+/// Polls `list-agents` until `name` is listed as away with `waiting` messages.
+async fn until_away(observer: &Agent, name: &str, waiting: u64) -> Result<()> {
+    let expected = json!({"name": name, "waiting": waiting});
+    eventually(
+        WAIT,
+        &format!("{name} is away with {waiting} waiting"),
+        || async {
+            let listed = observer.call("list-agents", json!({})).await?;
+            let away = listed.structured["away"].as_array().cloned();
+            Ok(away.is_some_and(|away| away.contains(&expected)))
+        },
+    )
+    .await
+}
+
+/// A new session declaring `name` at `url`, once no replica holds the name
+/// any more (the one it left releases it at its next lease round, or its
+/// lease lapses if it died). Sessions that got another name are closed.
+async fn come_back_as(url: &str, name: &str) -> Result<Agent> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let agent = Agent::connect_with(url, &[("x-agent-name", name)]).await?;
+        if agent.name == name {
+            return Ok(agent);
+        }
+        agent.session.delete().await?;
+        if Instant::now() > deadline {
+            bail!("{name} was still held elsewhere after {} s", WAIT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn contents(agent: &mut Agent, n: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let message = agent.next_message().await?;
+        out.push(
+            message["params"]["content"]
+                .as_str()
+                .context("content")?
+                .to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+async fn queue(sender: &Agent, to: &str, messages: &[&str]) -> Result<()> {
+    for (n, message) in messages.iter().enumerate() {
+        let sent = sender.send(to, message).await?;
+        ensure!(!sent.is_error, "{message:?} refused: {}", sent.text);
+        assert_eq!(sent.structured["queued"], json!(true), "{}", sent.text);
+        assert_eq!(sent.structured["waiting"], json!(n + 1), "{}", sent.text);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn mail_for_an_agent_that_left_r1_reaches_it_on_r2() -> Result<()> {
+    let redis = Redis::start().await?;
+    let r1 = Replica::start(&redis, "r1", &GRACE).await?;
+    let r2 = Replica::start(&redis, "r2", &GRACE).await?;
+    let sender = Agent::connect(&r2.url()).await?;
+    let mut bob = Agent::connect_with(&r1.url(), &[("x-agent-name", "bob")]).await?;
+    bob.drop_stream();
+    until_away(&sender, "bob", 0).await?;
+    queue(&sender, "bob", &["one", "two", "three"]).await?;
+
+    let mut back = come_back_as(&r2.url(), "bob").await?;
+    let sent = sender.send("bob", "four").await?;
+    assert_eq!(sent.text, "Delivered to bob");
+    assert_eq!(
+        contents(&mut back, 4).await?,
+        ["one", "two", "three", "four"]
+    );
+    back.expect_silence(Duration::from_millis(300)).await?;
+    drop(bob);
+    Ok(())
+}
+
+#[tokio::test]
+async fn mail_outlives_the_replica_that_queued_it() -> Result<()> {
+    let redis = Redis::start().await?;
+    let mut r1 = Replica::start(&redis, "r1", &GRACE).await?;
+    let r2 = Replica::start(&redis, "r2", &GRACE).await?;
+    let sender = Agent::connect(&r1.url()).await?;
+    let mut bob = Agent::connect_with(&r1.url(), &[("x-agent-name", "bob")]).await?;
+    bob.drop_stream();
+    until_away(&sender, "bob", 0).await?;
+    queue(&sender, "bob", &["one", "two"]).await?;
+    r1.server.kill().await?;
+
+    let mut back = come_back_as(&r2.url(), "bob").await?;
+    assert_eq!(contents(&mut back, 2).await?, ["one", "two"]);
+    back.expect_silence(Duration::from_millis(300)).await?;
+    drop(bob);
+    Ok(())
+}

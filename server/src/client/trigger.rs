@@ -133,21 +133,24 @@ pub async fn send(args: SendArgs) -> ExitCode {
     let text = response.text().await.unwrap_or_default();
     if status.is_success() {
         let receipt: Value = serde_json::from_str(&text).unwrap_or_default();
-        let to = receipt["delivered_to"].as_str().unwrap_or(&args.to);
-        let changed: Vec<&str> = receipt["rewritten_by"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        if changed.is_empty() {
-            println!("Delivered to {to}");
-        } else {
-            println!(
-                "Delivered to {to} (content changed by {})",
-                changed.join(", ")
-            );
-        }
+        let queued = receipt["waiting"].as_u64();
+        let to = receipt["delivered_to"]
+            .as_str()
+            .or(receipt["queued_for"].as_str())
+            .unwrap_or(&args.to);
+        let receipt = crate::bus::Receipt {
+            id: receipt["id"].as_str().unwrap_or_default().to_owned(),
+            to: to.to_owned(),
+            rewritten_by: receipt["rewritten_by"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            queued: queued.map(|n| n as usize),
+        };
+        println!("{}", receipt.sentence());
     } else {
         let message = format!(
             "{}{}",

@@ -4,10 +4,14 @@
 //! order, lists the agents other replicas hold, finds the replica holding a
 //! name, and hands a filtered message to it. [`LocalCluster`] is a cluster of
 //! one (the default); [`redis::RedisCluster`] shares the view through Redis.
+//! The cluster knows this replica's own agents only through [`LocalAgents`].
 
 pub mod redis;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use rmcp::model::ServerJsonRpcMessage;
 
@@ -39,6 +43,32 @@ pub struct Remote {
     pub name: String,
     pub session: String,
     pub replica: String,
+}
+
+/// An agent this replica holds a name for, as the cluster should see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub session: String,
+    pub name: String,
+    pub order: u64,
+    /// Its stream is open (not just within the reconnect grace).
+    pub online: bool,
+}
+
+/// What the cluster needs of this replica's own agents: the names to keep
+/// registered, and a way to hand a message routed here to one of them.
+#[async_trait::async_trait]
+pub trait LocalAgents: Send + Sync + 'static {
+    /// Names this replica holds (online or within the reconnect grace).
+    fn held(&self) -> Vec<Held>;
+
+    /// Queues `notification` on the stream of `session`'s agent (waiting out
+    /// a reconnect), once it is durable.
+    async fn hand_over(
+        &self,
+        session: &str,
+        notification: Arc<ServerJsonRpcMessage>,
+    ) -> Result<(), PushError>;
 }
 
 /// Which counter [`Cluster::next`] draws from.

@@ -82,10 +82,12 @@ async fn health(
     if !detail {
         return Json(json!({ "status": "ok" }));
     }
+    let (waiting, expired) = bus.registry().mail().counts().await;
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "agents": bus.registry().online_count(),
+        "inbox": { "waiting": waiting, "expired": expired },
         "chain": bus.filters().info(),
     }))
 }

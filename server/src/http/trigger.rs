@@ -150,15 +150,23 @@ pub async fn post_message(
         .send_from_trigger(&from, &message.to, message.content, message.meta)
         .await
     {
-        Ok(receipt) => (
-            StatusCode::ACCEPTED,
-            Json(json!({
-                "id": receipt.id,
-                "delivered_to": receipt.to,
-                "rewritten_by": receipt.rewritten_by,
-            })),
-        )
-            .into_response(),
+        Ok(receipt) => {
+            let body = match receipt.queued {
+                None => json!({
+                    "id": receipt.id,
+                    "delivered_to": receipt.to,
+                    "rewritten_by": receipt.rewritten_by,
+                }),
+                Some(waiting) => json!({
+                    "id": receipt.id,
+                    "queued": true,
+                    "queued_for": receipt.to,
+                    "waiting": waiting,
+                    "rewritten_by": receipt.rewritten_by,
+                }),
+            };
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
         Err(e) => {
             let status = match &e {
                 SendError::Empty | SendError::NotAnAgent => StatusCode::BAD_REQUEST,
@@ -171,6 +179,7 @@ pub async fn post_message(
                 }
                 SendError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 SendError::QueueFull { .. }
+                | SendError::Inbox(_)
                 | SendError::WentOffline { .. }
                 | SendError::Route(_)
                 | SendError::Lookup(LookupError::Cluster(_)) => StatusCode::SERVICE_UNAVAILABLE,

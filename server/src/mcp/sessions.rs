@@ -173,7 +173,7 @@ impl AgentSessions {
                 let Some(sessions) = sessions.upgrade() else {
                     return;
                 };
-                sessions.registry.trim_resume_windows();
+                sessions.registry.tidy();
                 for id in sessions.idle_sessions(idle) {
                     tracing::info!(session = %id, "closing session idle for {}s without a stream", idle.as_secs());
                     let id: SessionId = id.into();

@@ -107,7 +107,7 @@ impl Switchboard {
 impl Switchboard {
     #[tool(
         name = "list-agents",
-        description = "List the agents connected to Switchboard and say which one you are."
+        description = "List the agents connected to Switchboard, the ones that are away (messages to them wait in an inbox), and say which one you are."
     )]
     async fn list_agents(
         &self,
@@ -128,9 +128,26 @@ impl Switchboard {
             Some(_) => roster.note,
             None => Some("you are not an agent yet: your event stream is not open".to_owned()),
         };
+        let mut text = format!("Connected agents: {names} ({you})");
+        if !roster.away.is_empty() {
+            let away: Vec<String> = roster
+                .away
+                .iter()
+                .map(|a| format!("{} ({} waiting)", a.name, a.waiting))
+                .collect();
+            text.push_str(&format!(
+                "; away, messages to them are queued: {}",
+                away.join(", ")
+            ));
+        }
+        let away: Vec<serde_json::Value> = roster
+            .away
+            .iter()
+            .map(|a| json!({ "name": a.name, "waiting": a.waiting }))
+            .collect();
         answer(
-            format!("Connected agents: {names} ({you})"),
-            json!({ "agents": roster.agents, "you": roster.you, "note": note }),
+            text,
+            json!({ "agents": roster.agents, "away": away, "you": roster.you, "note": note }),
         )
     }
 
@@ -159,7 +176,7 @@ impl Switchboard {
 
     #[tool(
         name = "send-message",
-        description = "Send a text message to exactly one other agent, by name. It arrives in that agent's session as a channel message."
+        description = "Send a text message to exactly one other agent, by name. It arrives in that agent's session as a channel message; to an agent that is away, it is queued and delivered when it reconnects."
     )]
     async fn send_message(
         &self,
@@ -168,17 +185,15 @@ impl Switchboard {
     ) -> CallToolResult {
         match self.bus.send(&session_of(&parts), &to, message).await {
             Ok(receipt) => {
-                let mut text = format!("Delivered to {}", receipt.to);
-                if !receipt.rewritten_by.is_empty() {
-                    text.push_str(&format!(
-                        " (content changed by {})",
-                        receipt.rewritten_by.join(", ")
-                    ));
-                }
-                answer(
-                    text,
-                    json!({ "delivered_to": receipt.to, "rewritten_by": receipt.rewritten_by, "message_id": receipt.id }),
-                )
+                let structured = match receipt.queued {
+                    None => {
+                        json!({ "delivered_to": receipt.to, "rewritten_by": receipt.rewritten_by, "message_id": receipt.id })
+                    }
+                    Some(waiting) => {
+                        json!({ "queued": true, "queued_for": receipt.to, "waiting": waiting, "rewritten_by": receipt.rewritten_by, "message_id": receipt.id })
+                    }
+                };
+                answer(receipt.sentence(), structured)
             }
             Err(error) => tool_error(capitalize(&error.to_string())),
         }

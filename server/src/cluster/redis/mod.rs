@@ -1,8 +1,8 @@
 //! Cluster mode: replicas share one view through Redis. This module connects
 //! and answers the [`Cluster`] calls; the parts are the name directory
 //! ([`directory`]), remote delivery over pub/sub ([`router`]), the leases that
-//! make a dead replica's agents vanish ([`presence`]) and the filters' shared
-//! store ([`store`]).
+//! make a dead replica's agents vanish ([`presence`]), the inboxes of agents
+//! that are away ([`inbox`]) and the filters' shared store ([`store`]).
 //!
 //! Every Redis call is bounded ([`OP_TIMEOUT`]): a replica whose Redis is gone
 //! answers with a clear error at once instead of hanging a tool call. The
@@ -10,6 +10,7 @@
 //! have their own loops that re-establish them once Redis is back.
 
 pub mod directory;
+pub mod inbox;
 pub mod presence;
 pub mod router;
 pub mod store;
@@ -30,11 +31,12 @@ use tokio_util::sync::CancellationToken;
 
 use self::{
     directory::{Directory, Registration},
+    inbox::RedisMail,
     router::Router,
     store::RedisStore,
 };
-use super::{Cluster, ClusterError, Remote, RouteError, Sequence};
-use crate::registry::Registry;
+use super::{Cluster, ClusterError, LocalAgents, Remote, RouteError, Sequence};
+use crate::delivery::{inbox::InboxLimits, journal::Journal};
 
 /// Longest any single Redis call may take before it counts as a failure.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -130,20 +132,26 @@ impl RedisCluster {
         RedisStore::new(self.conn.clone(), tokio::runtime::Handle::current())
     }
 
+    /// Inboxes shared by every replica on this Redis; `journal` is this
+    /// replica's, where mail lands once taken.
+    pub fn mail(&self, limits: InboxLimits, journal: Arc<Journal>) -> Arc<RedisMail> {
+        RedisMail::new(self.conn.clone(), limits, journal)
+    }
+
     /// Starts listening for messages routed here and renewing this replica's
     /// leases. The returned task ends after `shutdown`, once this replica's
     /// names are released, so a clean stop empties the listing at once.
     pub fn start(
         self: &Arc<Self>,
-        registry: Weak<Registry>,
+        agents: Weak<dyn LocalAgents>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
         tokio::spawn(router::listen(
             self.clone(),
-            registry.clone(),
+            agents.clone(),
             shutdown.clone(),
         ));
-        tokio::spawn(presence::keep_leases(self.clone(), registry, shutdown))
+        tokio::spawn(presence::keep_leases(self.clone(), agents, shutdown))
     }
 
     fn registration<'a>(

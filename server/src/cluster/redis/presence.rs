@@ -12,14 +12,11 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::RedisCluster;
-use crate::{
-    cluster::{Cluster, ClusterError},
-    registry::{Held, Registry},
-};
+use crate::cluster::{Cluster, ClusterError, Held, LocalAgents};
 
 pub(super) async fn keep_leases(
     cluster: Arc<RedisCluster>,
-    registry: Weak<Registry>,
+    agents: Weak<dyn LocalAgents>,
     shutdown: CancellationToken,
 ) {
     let period = cluster.lease / 3;
@@ -34,7 +31,7 @@ pub(super) async fn keep_leases(
             _ = tokio::time::sleep(period) => {}
             _ = cluster.nudge.notified() => {}
         }
-        let Some(held) = registry.upgrade().map(|r| r.held()) else {
+        let Some(held) = agents.upgrade().map(|a| a.held()) else {
             break;
         };
         match renew(&cluster, &held, &mut lost).await {
@@ -61,7 +58,7 @@ pub(super) async fn keep_leases(
         registered = now;
     }
     // A clean stop: the agents leave the listing now, not when the lease lapses.
-    let current = registry.upgrade().map(|r| r.held()).unwrap_or_default();
+    let current = agents.upgrade().map(|a| a.held()).unwrap_or_default();
     registered.extend(current.into_iter().map(|h| (h.session, h.name)));
     for (session, name) in &registered {
         cluster.release(session, name).await;

@@ -26,9 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{OP_TIMEOUT, RedisCluster, call};
 use crate::{
-    cluster::{Remote, RouteError},
+    cluster::{LocalAgents, Remote, RouteError},
     delivery::PushError,
-    registry::Registry,
 };
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -146,7 +145,7 @@ impl Router {
     }
 
     /// One frame off this replica's channel.
-    fn receive(&self, cluster: &Arc<RedisCluster>, registry: &Weak<Registry>, payload: &str) {
+    fn receive(&self, cluster: &Arc<RedisCluster>, agents: &Weak<dyn LocalAgents>, payload: &str) {
         match serde_json::from_str::<Frame>(payload) {
             Ok(Frame::Ack { id, outcome }) => {
                 if let Some(waiter) = self.pending().remove(&id) {
@@ -161,10 +160,10 @@ impl Router {
                 notification,
             }) => {
                 let cluster = cluster.clone();
-                let registry = registry.clone();
+                let agents = agents.clone();
                 // Handing over may wait out a reconnect; other frames go on meanwhile.
                 tokio::spawn(async move {
-                    let outcome = hand_over(&registry, &session, &notification).await;
+                    let outcome = hand_over(&agents, &session, &notification).await;
                     let ack = Frame::Ack { id, outcome };
                     let published = call(
                         "acknowledge a message",
@@ -187,15 +186,15 @@ impl Router {
     }
 }
 
-async fn hand_over(registry: &Weak<Registry>, session: &str, notification: &str) -> Outcome {
-    let Some(agent) = registry.upgrade().and_then(|r| r.local_agent(session)) else {
+async fn hand_over(agents: &Weak<dyn LocalAgents>, session: &str, notification: &str) -> Outcome {
+    let Some(agents) = agents.upgrade() else {
         return Outcome::Offline;
     };
     let Ok(notification) = serde_json::from_str::<ServerJsonRpcMessage>(notification) else {
         tracing::warn!("a routed notification did not parse; refusing it");
         return Outcome::Offline;
     };
-    match agent.hand_over(notification).await {
+    match agents.hand_over(session, Arc::new(notification)).await {
         Ok(()) => Outcome::Queued,
         Err(PushError::Full(waiting)) => Outcome::Full { waiting },
         Err(PushError::Offline) => Outcome::Offline,
@@ -207,7 +206,7 @@ async fn hand_over(registry: &Weak<Registry>, session: &str, notification: &str)
 /// the leases, so a restarted Redis learns this replica's agents at once.
 pub(super) async fn listen(
     cluster: Arc<RedisCluster>,
-    registry: Weak<Registry>,
+    agents: Weak<dyn LocalAgents>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = MIN_BACKOFF;
@@ -240,7 +239,7 @@ pub(super) async fn listen(
                     };
                     let Some(message) = message else { break };
                     match message.get_payload::<String>() {
-                        Ok(payload) => cluster.router.receive(&cluster, &registry, &payload),
+                        Ok(payload) => cluster.router.receive(&cluster, &agents, &payload),
                         Err(error) => tracing::warn!(%error, "ignoring a non-text frame"),
                     }
                 }

@@ -1,5 +1,4 @@
-//! Delivery: each agent's outbox, the bounded queue between senders and the
-//! agent's SSE stream.
+//! The outbox: each agent's bounded queue between senders and its SSE stream.
 //!
 //! Senders never wait on a slow reader: a full outbox refuses at once. Every
 //! message gets a per-agent sequence number used as its SSE event id, and the
@@ -7,7 +6,9 @@
 //! re-opened with `Last-Event-ID` resumes exactly after what the client saw:
 //! nothing is replayed twice and nothing in between is skipped. That resume
 //! window is bounded by count, bytes and age (a client reconnects within a
-//! second), and freed when the session goes.
+//! second), and freed when the session goes. What waits in the queue is also
+//! in the [`Journal`] until it is handed to the stream; when the stream ends,
+//! it moves to the agent's inbox.
 
 use std::{
     collections::VecDeque,
@@ -19,7 +20,12 @@ use futures::Stream;
 use rmcp::{
     model::ServerJsonRpcMessage, transport::streamable_http_server::session::ServerSseMessage,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
+
+use super::{
+    inbox::{Queued, now_ms},
+    journal::{Journal, Record},
+};
 
 /// Most already-sent messages kept per agent for `Last-Event-ID` resumes.
 const RESUME_WINDOW: usize = 256;
@@ -42,13 +48,14 @@ pub type Generation = u64;
 
 struct Envelope {
     seq: u64,
-    message: Arc<ServerJsonRpcMessage>,
+    queued: Queued,
+    /// Told when the stream takes the message, which may be before it is on disk.
+    handed: Option<oneshot::Sender<()>>,
 }
 
 /// A message handed to a stream, kept in case the client did not see it.
 struct Sent {
     envelope: Envelope,
-    bytes: usize,
     at: Instant,
 }
 
@@ -70,7 +77,7 @@ impl State {
             if !over {
                 break;
             }
-            self.sent_bytes -= oldest.bytes;
+            self.sent_bytes -= oldest.envelope.queued.bytes;
             self.sent.pop_front();
         }
     }
@@ -81,29 +88,12 @@ impl State {
     }
 }
 
-/// The size of `message` as the stream will send it, without building the text.
-fn wire_size(message: &ServerJsonRpcMessage) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Serializing our own notifications cannot fail; a failure would count short.
-    let _ = serde_json::to_writer(&mut count, message);
-    count.0
-}
-
 pub struct Outbox {
     state: Mutex<State>,
     wake: Notify,
     attached: watch::Sender<bool>,
     capacity: usize,
+    journal: Arc<Journal>,
 }
 
 /// Parses an event id this module handed out; other ids (rmcp's priming
@@ -113,7 +103,7 @@ pub fn parse_event_id(id: &str) -> Option<u64> {
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Arc<Self> {
+    pub fn new(capacity: usize, journal: Arc<Journal>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 next_seq: 1,
@@ -125,6 +115,7 @@ impl Outbox {
             wake: Notify::new(),
             attached: watch::Sender::new(false),
             capacity,
+            journal,
         })
     }
 
@@ -136,24 +127,55 @@ impl Outbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a message for the attached stream.
-    pub fn push(&self, message: ServerJsonRpcMessage) -> Result<(), PushError> {
+    /// Queues a message for `to`'s attached stream, and journals it; the
+    /// future resolves once it is on disk or, if that comes first, once the
+    /// stream has taken it (then it needs no disk: it is gone from here).
+    pub fn push(
+        &self,
+        to: &str,
+        message: Arc<ServerJsonRpcMessage>,
+    ) -> Result<impl Future<Output = ()> + use<>, PushError> {
         if !*self.attached.borrow() {
             return Err(PushError::Offline);
         }
+        // Our notifications are plain JSON: serializing cannot fail.
+        let notification = serde_json::to_string(&*message).unwrap_or_default();
+        let bytes = notification.len();
+        let at_ms = now_ms();
+        let record = Record {
+            to: to.to_owned(),
+            at_ms,
+            notification,
+        };
         let mut state = self.lock();
         if state.pending.len() >= self.capacity {
             return Err(PushError::Full(state.pending.len()));
         }
+        // Under the lock, so rows are in queue order.
+        let (row, written) = self.journal.put(&record);
+        let (handed, taken) = oneshot::channel();
         let seq = state.next_seq;
         state.next_seq += 1;
         state.pending.push_back(Envelope {
             seq,
-            message: Arc::new(message),
+            queued: Queued {
+                row,
+                message,
+                bytes,
+                at_ms,
+            },
+            handed: Some(handed),
         });
         drop(state);
         self.wake.notify_waiters();
-        Ok(())
+        Ok(async move {
+            tokio::pin!(written);
+            tokio::select! {
+                () = &mut written => {}
+                // Dropped untold: it moved to the inbox, and disk it is.
+                taken = taken => if taken.is_err() { written.await },
+            }
+        })
     }
 
     pub fn is_attached(&self) -> bool {
@@ -170,8 +192,13 @@ impl Outbox {
 
     /// Makes a new stream the only reader, ending any previous one. With
     /// `resume_after`, messages already sent after that sequence number are
-    /// sent again, in order, before anything newer.
-    pub fn attach(self: &Arc<Self>, resume_after: Option<u64>) -> (Generation, OutboxStream) {
+    /// sent again, in order, before anything newer; then `mail` (what waited
+    /// in the agent's inbox) and only then what is sent from now on.
+    pub fn attach(
+        self: &Arc<Self>,
+        resume_after: Option<u64>,
+        mail: Vec<Queued>,
+    ) -> (Generation, OutboxStream) {
         let mut state = self.lock();
         state.generation += 1;
         let generation = state.generation;
@@ -191,6 +218,15 @@ impl Outbox {
         for envelope in resent.into_iter().rev() {
             state.pending.push_front(envelope);
         }
+        for queued in mail {
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            state.pending.push_back(Envelope {
+                seq,
+                queued,
+                handed: None,
+            });
+        }
         drop(state);
         self.attached.send_replace(true);
         self.wake.notify_waiters();
@@ -203,12 +239,34 @@ impl Outbox {
         )
     }
 
-    /// The stream of `generation` ended. Messages still pending stay for the
-    /// next stream.
-    pub fn detach(&self, generation: Generation) {
-        if self.lock().generation == generation {
-            self.attached.send_replace(false);
+    /// Adds mail that waited in an inbox after everything queued so far.
+    pub fn append(&self, mail: Vec<Queued>) {
+        if mail.is_empty() {
+            return;
         }
+        let mut state = self.lock();
+        for queued in mail {
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            state.pending.push_back(Envelope {
+                seq,
+                queued,
+                handed: None,
+            });
+        }
+        drop(state);
+        self.wake.notify_waiters();
+    }
+
+    /// The stream of `generation` ended. Returns the messages it had not
+    /// sent, for the agent's inbox.
+    pub fn detach(&self, generation: Generation) -> Vec<Queued> {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return Vec::new();
+        }
+        self.attached.send_replace(false);
+        state.pending.drain(..).map(|e| e.queued).collect()
     }
 
     /// Frees kept messages past the resume window's age.
@@ -217,16 +275,17 @@ impl Outbox {
     }
 
     /// Ends the attached stream for good (the session is gone) and frees
-    /// everything it held.
-    pub fn close(&self) {
-        {
+    /// everything it held; returns the messages it had not sent.
+    pub fn close(&self) -> Vec<Queued> {
+        let unsent = {
             let mut state = self.lock();
             state.generation += 1;
-            state.pending.clear();
             state.clear_sent();
-        }
+            state.pending.drain(..).map(|e| e.queued).collect()
+        };
         self.attached.send_replace(false);
         self.wake.notify_waiters();
+        unsent
     }
 
     /// Next message for the stream of `generation`; `None` once superseded.
@@ -240,15 +299,18 @@ impl Outbox {
                 if state.generation != generation {
                     return None;
                 }
-                if let Some(envelope) = state.pending.pop_front() {
+                if let Some(mut envelope) = state.pending.pop_front() {
+                    if let Some(handed) = envelope.handed.take() {
+                        let _ = handed.send(());
+                    }
                     let mut sse = ServerSseMessage::default();
                     sse.event_id = Some(format!("{EVENT_ID_PREFIX}{}", envelope.seq));
-                    sse.message = Some(envelope.message.clone());
-                    let bytes = wire_size(&envelope.message);
-                    state.sent_bytes += bytes;
+                    sse.message = Some(envelope.queued.message.clone());
+                    // Handed to the stream: from here the resume window keeps it.
+                    self.journal.remove(envelope.queued.row);
+                    state.sent_bytes += envelope.queued.bytes;
                     state.sent.push_back(Sent {
                         envelope,
-                        bytes,
                         at: Instant::now(),
                     });
                     state.trim_sent();
@@ -297,10 +359,21 @@ mod tests {
         }
     }
 
-    fn note(n: u64) -> ServerJsonRpcMessage {
-        ServerJsonRpcMessage::notification(ServerNotification::CustomNotification(
-            CustomNotification::new("n", Some(serde_json::json!(n))),
+    fn note(n: u64) -> Arc<ServerJsonRpcMessage> {
+        Arc::new(ServerJsonRpcMessage::notification(
+            ServerNotification::CustomNotification(CustomNotification::new(
+                "n",
+                Some(serde_json::json!({ "n": n })),
+            )),
         ))
+    }
+
+    fn outbox(capacity: usize) -> Arc<Outbox> {
+        Outbox::new(capacity, Journal::disabled())
+    }
+
+    fn push(outbox: &Outbox, message: Arc<ServerJsonRpcMessage>) -> Result<(), PushError> {
+        outbox.push("agent-1", message).map(drop)
     }
 
     fn ids(items: &[ServerSseMessage]) -> Vec<u64> {
@@ -327,46 +400,46 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_when_offline_or_full() {
-        let outbox = Outbox::new(2);
-        assert_eq!(outbox.push(note(1)), Err(PushError::Offline));
-        let (_generation, _stream) = outbox.attach(None);
-        outbox.push(note(1)).unwrap();
-        outbox.push(note(2)).unwrap();
-        assert_eq!(outbox.push(note(3)), Err(PushError::Full(2)));
+        let outbox = outbox(2);
+        assert_eq!(push(&outbox, note(1)), Err(PushError::Offline));
+        let (_generation, _stream) = outbox.attach(None, Vec::new());
+        push(&outbox, note(1)).unwrap();
+        push(&outbox, note(2)).unwrap();
+        assert_eq!(push(&outbox, note(3)), Err(PushError::Full(2)));
     }
 
     #[tokio::test]
     async fn resume_resends_exactly_what_came_after() {
-        let outbox = Outbox::new(16);
-        let (_, first) = outbox.attach(None);
+        let outbox = outbox(16);
+        let (_, first) = outbox.attach(None, Vec::new());
         let mut first = Box::pin(first.into_stream());
         for n in 1..=5 {
-            outbox.push(note(n)).unwrap();
+            push(&outbox, note(n)).unwrap();
         }
         assert_eq!(ids(&take(&mut first, 5).await), [1, 2, 3, 4, 5]);
         // The client saw up to 3; 4 and 5 were lost with the connection.
-        let (_, second) = outbox.attach(Some(3));
+        let (_, second) = outbox.attach(Some(3), Vec::new());
         let mut second = Box::pin(second.into_stream());
         assert!(first.next().await.is_none(), "old stream ends");
-        outbox.push(note(6)).unwrap();
+        push(&outbox, note(6)).unwrap();
         assert_eq!(ids(&take(&mut second, 3).await), [4, 5, 6]);
     }
 
     #[tokio::test]
     async fn the_resume_window_is_bounded_by_bytes_and_freed_on_close() {
-        let outbox = Outbox::new(1024);
-        let (_, stream) = outbox.attach(None);
+        let outbox = outbox(1024);
+        let (_, stream) = outbox.attach(None, Vec::new());
         let mut stream = Box::pin(stream.into_stream());
         let big = |n: u64| {
-            ServerJsonRpcMessage::notification(ServerNotification::CustomNotification(
-                CustomNotification::new(
+            Arc::new(ServerJsonRpcMessage::notification(
+                ServerNotification::CustomNotification(CustomNotification::new(
                     "n",
                     Some(serde_json::json!({"n": n, "pad": "x".repeat(64 * 1024)})),
-                ),
+                )),
             ))
         };
         for n in 1..=40 {
-            outbox.push(big(n)).unwrap();
+            push(&outbox, big(n)).unwrap();
         }
         take(&mut stream, 40).await;
         {
@@ -384,23 +457,32 @@ mod tests {
             );
             assert_eq!(state.sent.back().unwrap().envelope.seq, 40, "newest kept");
         }
-        outbox.close();
+        assert!(outbox.close().is_empty(), "everything was sent");
         assert_eq!(outbox.lock().sent_bytes, 0);
         assert!(outbox.lock().sent.is_empty());
     }
 
     #[tokio::test]
-    async fn fresh_stream_gets_pending_but_no_replay() {
-        let outbox = Outbox::new(16);
-        let (generation, first) = outbox.attach(None);
+    async fn unsent_mail_leaves_with_the_stream_and_comes_back_before_anything_newer() {
+        let outbox = outbox(16);
+        let (generation, first) = outbox.attach(None, Vec::new());
         let mut first = Box::pin(first.into_stream());
-        outbox.push(note(1)).unwrap();
+        push(&outbox, note(1)).unwrap();
         take(&mut first, 1).await;
-        outbox.push(note(2)).unwrap();
+        push(&outbox, note(2)).unwrap();
         drop(first);
-        outbox.detach(generation);
-        let (_, second) = outbox.attach(None);
+        let unsent = outbox.detach(generation);
+        assert_eq!(unsent.len(), 1);
+        let (_, second) = outbox.attach(None, unsent);
         let mut second = Box::pin(second.into_stream());
-        assert_eq!(ids(&take(&mut second, 1).await), [2]);
+        push(&outbox, note(3)).unwrap();
+        let got = take(&mut second, 2).await;
+        let contents: Vec<serde_json::Value> = got
+            .iter()
+            .map(|m| {
+                serde_json::to_value(m.message.as_deref().unwrap()).unwrap()["params"]["n"].clone()
+            })
+            .collect();
+        assert_eq!(contents, [2, 3], "no replay of 1, 2 before 3");
     }
 }
