@@ -33,7 +33,7 @@ fn filter_entry(name: &str, fuel: u64) -> String {
         ),
         "injection-guard" => (
             "injection_guard",
-            "reject_at = 0.8\nflag_at = 0.5\naction = \"reject\"\ndisable = []\nallow_pipe_hosts = [\"sh.rustup.rs\"]",
+            "reject_at = 0.8\nflag_at = 0.35\naction = \"reject\"\ndisable = []\nallow_pipe_hosts = [\"sh.rustup.rs\"]",
         ),
         "redact" => ("redact", "pii = true\ndisable = []"),
         other => unreachable!("{other}"),
