@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::{
-    auth::Authenticator,
+    auth::Tokens,
     bus::Bus,
     chain::{ChainError, ChainOptions, ChainStage, store::KvStore},
     cli::{LogFormat, ServeArgs},
@@ -18,6 +18,7 @@ use crate::{
     http,
     http::guard::Guard,
     mcp::{self, McpOptions, identity::Identities, session_store::SessionFile},
+    metrics::Metrics,
     registry::Registry,
 };
 
@@ -47,10 +48,33 @@ pub enum StartError {
     Serve(#[from] std::io::Error),
 }
 
+/// Crates whose internals flood a debug log (the compiler's every pass):
+/// quiet unless `RUST_LOG` names them.
+const QUIET_UNLESS_NAMED: [&str; 5] = ["wasmtime", "cranelift", "regalloc2", "wasmparser", "wit_"];
+
+/// The log filter for `RUST_LOG` (default `info`): `rmcp` at warn unless
+/// named, and the WebAssembly compiler's crates at warn unless named.
+pub fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let asked = rust_log.map(str::trim).filter(|s| !s.is_empty());
+    let mut directives = asked.unwrap_or("info").to_owned();
+    for quiet in QUIET_UNLESS_NAMED.into_iter().chain(["rmcp"]) {
+        if !directives.contains(quiet) {
+            directives.push_str(&format!(",{quiet}=warn"));
+        }
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|error| {
+        eprintln!("switchboard: RUST_LOG {directives:?} is not a valid filter ({error}); logging at info");
+        EnvFilter::new("info,rmcp=warn")
+    })
+}
+
 pub fn init_tracing(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use std::io::IsTerminal;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(log_filter(rust_log.as_deref()))
+        // Colour codes only for a person at a terminal, not for a file or journald.
+        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -73,7 +97,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     let auth = cli
         .auth
         .as_deref()
-        .map(Authenticator::load)
+        .map(Tokens::load)
         .transpose()?
         .map(Arc::new);
     if auth.is_none() && !cli.bind.is_loopback() {
@@ -117,12 +141,14 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         ),
     };
 
+    let metrics = Arc::new(Metrics::new(redis.is_some()));
     let options = ChainOptions {
         plugins_dir: cli.plugins.clone(),
         build: !cli.no_build,
         chain_file: None,
         clock: Default::default(),
         max_content_bytes: cli.max_message_bytes,
+        metrics: metrics.filters.clone(),
     };
     let filters: Arc<dyn FilterStage> = if cli.no_filters {
         tracing::warn!("--no-filters: messages are delivered unfiltered");
@@ -139,9 +165,9 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     };
     let registry = Arc::new(Registry::with_cluster(cli.queue_depth, grace, cluster));
     if let Some(auth) = &auth {
-        registry.reserve(auth.names());
+        registry.reserve(auth.current().names());
     }
-    let bus = Arc::new(Bus::new(registry, filters, cli.max_message_bytes));
+    let bus = Arc::new(Bus::new(registry, filters, cli.max_message_bytes).with_metrics(metrics));
     let identities = Arc::new(Identities::default());
 
     let shutdown = CancellationToken::new();
@@ -167,6 +193,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     if let Err(error) = sessions.restore_agents().await {
         tracing::warn!(%error, "agents from before the restart get new names");
     }
+    tokio::spawn(reload_auth_on_hangup(auth.clone(), bus.registry().clone()));
     let guard = Arc::new(Guard {
         auth,
         any_host: !cli.bind.is_loopback(),
@@ -198,6 +225,44 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     }
     tracing::info!("switchboard stopped");
     Ok(())
+}
+
+/// `SIGHUP` re-reads the auth file (the conventional "reload your
+/// configuration"; its default action would kill the server).
+async fn reload_auth_on_hangup(auth: Option<Arc<Tokens>>, registry: Arc<Registry>) {
+    #[cfg(unix)]
+    {
+        let mut hangups =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGHUP");
+                    return;
+                }
+            };
+        while hangups.recv().await.is_some() {
+            let Some(auth) = &auth else {
+                tracing::info!("SIGHUP: no --auth file to re-read");
+                continue;
+            };
+            match auth.reload() {
+                Ok(tokens) => {
+                    // Revoked names stay reserved: nobody else may pass as them.
+                    registry.reserve(tokens.names());
+                    tracing::info!(
+                        file = %auth.path().display(),
+                        tokens = tokens.names().count(),
+                        "auth file re-read; its tokens are in force"
+                    );
+                }
+                Err(error) => tracing::error!(
+                    "SIGHUP: {error}; the tokens in force are unchanged"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (auth, registry);
 }
 
 /// How long shutdown waits for agent streams to take their retry hint.

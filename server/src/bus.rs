@@ -6,7 +6,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
@@ -14,6 +14,7 @@ use crate::{
     delivery::PushError,
     filter::{Decision, FilterStage},
     message::{Message, SENDER_ID_META, neutralize_controls},
+    metrics::{MessageLabels, Metrics, OutcomeLabels},
     registry::{LookupError, Recipient, Registry},
 };
 
@@ -49,6 +50,20 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// A short name for the metrics' `outcome` label.
+    fn outcome(&self) -> &'static str {
+        match self {
+            SendError::NotAnAgent => "not_an_agent",
+            SendError::Empty => "empty",
+            SendError::TooLarge { .. } => "too_large",
+            SendError::Lookup(_) => "no_recipient",
+            SendError::Rejected { .. } => "rejected",
+            SendError::QueueFull { .. } => "queue_full",
+            SendError::WentOffline { .. } => "went_offline",
+            SendError::Route(_) => "route_error",
+        }
+    }
+
     /// How long to wait before retrying, when a filter's reason ends with
     /// `retry in N s` (as the rate limiter's do). The HTTP trigger turns
     /// such a refusal into 429 with `Retry-After`.
@@ -81,6 +96,14 @@ pub struct Bus {
     max_message_bytes: usize,
     next_id: AtomicU64,
     id_prefix: String,
+    metrics: Arc<Metrics>,
+}
+
+/// What the filter stage decided about a message, for the log and metrics.
+struct Verdict {
+    id: String,
+    to: String,
+    rewritten_by: Vec<String>,
 }
 
 fn now_ms() -> u64 {
@@ -103,7 +126,18 @@ impl Bus {
             next_id: AtomicU64::new(1),
             // Ids stay unique across restarts without any persisted counter.
             id_prefix: format!("{:x}", now_ms()),
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Counts into `metrics` (the server's exported set) instead of a private one.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -152,7 +186,98 @@ impl Bus {
         recipient: Result<Recipient, LookupError>,
         content: String,
         meta: Vec<(String, String)>,
-        kind: &str,
+        kind: &'static str,
+    ) -> Result<Receipt, SendError> {
+        let started = Instant::now();
+        let mut verdict = None;
+        let result = self
+            .filter_and_hand_over(&sender, recipient, content, meta, kind, &mut verdict)
+            .await;
+        self.observe(kind, &sender, started, &result, verdict);
+        result
+    }
+
+    /// Logs and counts what became of a message. Rejections are what an
+    /// operator looks for, so they log at info; deliveries at debug.
+    fn observe(
+        &self,
+        kind: &'static str,
+        from: &str,
+        started: Instant,
+        result: &Result<Receipt, SendError>,
+        verdict: Option<Verdict>,
+    ) {
+        let (outcome, filter) = match result {
+            Ok(receipt) => {
+                self.metrics
+                    .delivery_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                tracing::debug!(
+                    id = %receipt.id,
+                    from,
+                    to = %receipt.to,
+                    kind,
+                    rewritten_by = ?receipt.rewritten_by,
+                    "message delivered"
+                );
+                ("delivered", String::new())
+            }
+            Err(SendError::Rejected { filter, reason }) => {
+                tracing::info!(
+                    id = verdict.as_ref().map(|v| v.id.as_str()),
+                    from,
+                    to = verdict.as_ref().map(|v| v.to.as_str()),
+                    kind,
+                    filter = %filter,
+                    reason = %reason,
+                    "message rejected"
+                );
+                ("rejected", filter.clone())
+            }
+            Err(error) => {
+                if let SendError::Route(route) = error {
+                    let reason = match route {
+                        RouteError::ReplicaDown { .. } => "replica_down",
+                        RouteError::NoAck { .. } => "no_ack",
+                        RouteError::Directory { .. } => "directory",
+                        RouteError::Refused(_) => "refused",
+                    };
+                    self.metrics
+                        .route_errors
+                        .get_or_create(&OutcomeLabels { outcome: reason })
+                        .inc();
+                }
+                if let Some(verdict) = &verdict {
+                    tracing::debug!(
+                        id = %verdict.id,
+                        from,
+                        to = %verdict.to,
+                        kind,
+                        rewritten_by = ?verdict.rewritten_by,
+                        "message accepted by the filters but not delivered: {error}"
+                    );
+                }
+                (error.outcome(), String::new())
+            }
+        };
+        self.metrics
+            .messages
+            .get_or_create(&MessageLabels {
+                kind,
+                outcome,
+                filter,
+            })
+            .inc();
+    }
+
+    async fn filter_and_hand_over(
+        &self,
+        sender: &str,
+        recipient: Result<Recipient, LookupError>,
+        content: String,
+        meta: Vec<(String, String)>,
+        kind: &'static str,
+        verdict: &mut Option<Verdict>,
     ) -> Result<Receipt, SendError> {
         if content.is_empty() {
             return Err(SendError::Empty);
@@ -179,13 +304,22 @@ impl Bus {
         );
         let message = Message {
             id: id.clone(),
-            sender,
+            sender: sender.to_owned(),
             recipient: recipient.name().to_owned(),
             content,
             meta,
             sent_at_ms: now_ms(),
         };
-        let (message, rewritten_by) = match self.filters.run(message).await {
+        let decision = self.filters.run(message).await;
+        *verdict = Some(Verdict {
+            id: id.clone(),
+            to: recipient.name().to_owned(),
+            rewritten_by: match &decision {
+                Decision::Deliver { rewritten_by, .. } => rewritten_by.clone(),
+                Decision::Reject { .. } => Vec::new(),
+            },
+        });
+        let (message, rewritten_by) = match decision {
             Decision::Deliver {
                 message,
                 rewritten_by,

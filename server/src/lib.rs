@@ -18,6 +18,7 @@ pub mod filter;
 pub mod http;
 pub mod mcp;
 pub mod message;
+pub mod metrics;
 pub mod registry;
 pub mod scaffold;
 pub mod toml_error;

@@ -662,6 +662,19 @@ impl Registry {
             .count()
     }
 
+    /// Messages waiting in this replica's queues: in all, and in the fullest.
+    pub fn queued(&self) -> (usize, usize) {
+        let outboxes: Vec<_> = self
+            .lock()
+            .sessions
+            .values()
+            .map(|e| e.outbox.clone())
+            .collect();
+        outboxes.iter().map(|o| o.waiting()).fold((0, 0), |(sum, max), n| {
+            (sum + n, max.max(n))
+        })
+    }
+
     /// Names this replica holds (online or within grace), for the cluster's leases.
     pub fn held(&self) -> Vec<Held> {
         let state = self.lock();

@@ -1,20 +1,21 @@
-//! The HTTP edge: binds the listener, routes `/mcp`, `/v1/*` and `/health`
-//! behind the [`guard`], and [`serve`]s connections within their limits.
+//! The HTTP edge: binds the listener, routes `/mcp`, `/v1/*` and the
+//! [`operator`]'s routes behind the [`guard`], and [`serve`]s connections
+//! within their limits.
 
 pub mod guard;
 pub mod jsonrpc_body;
+pub mod operator;
 pub mod serve;
 pub mod trigger;
 
 use std::{io, net::SocketAddr, sync::Arc};
 
 use axum::{
-    Extension, Json, Router,
-    extract::{DefaultBodyLimit, State},
+    Router,
+    extract::DefaultBodyLimit,
     middleware,
     routing::{get, post},
 };
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use rmcp::transport::streamable_http_server::StreamableHttpService;
@@ -64,28 +65,22 @@ pub fn router(
         .route("/v1/agents", get(trigger::list_agents))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::api));
+    let state = operator::Operator {
+        bus: bus.clone(),
+        sessions: guard.sessions.clone(),
+    };
     let health = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(operator::health))
+        .route("/livez", get(operator::livez))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::health));
+    let admin = Router::new()
+        .route("/metrics", get(operator::metrics))
+        .layer(middleware::from_fn_with_state(guard.clone(), guard::admin));
     Router::new()
         .merge(health)
-        .merge(api)
-        .with_state(bus)
+        .merge(admin)
+        .with_state(state)
+        .merge(api.with_state(bus))
         .merge(mcp)
         .layer(middleware::from_fn_with_state(guard, guard::cors))
-}
-
-async fn health(
-    State(bus): State<Arc<Bus>>,
-    Extension(guard::HealthDetail(detail)): Extension<guard::HealthDetail>,
-) -> Json<Value> {
-    if !detail {
-        return Json(json!({ "status": "ok" }));
-    }
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "agents": bus.registry().online_count(),
-        "chain": bus.filters().info(),
-    }))
 }

@@ -1,0 +1,237 @@
+//! The operator's view on the real binary: `/metrics`, `/health` and
+//! `/livez`, the logs, SIGHUP and the audit log (issue 15).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use tests::{Agent, Server, WAIT, repo_root};
+
+/// A plugins folder holding the hand-written fixture filters and a chain.
+struct Plugins {
+    dir: tempfile::TempDir,
+}
+
+impl Plugins {
+    fn new(chain: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let fixtures = repo_root().join("server/tests/fixtures/hostile");
+        for entry in std::fs::read_dir(&fixtures)? {
+            let path = entry?.path();
+            std::fs::copy(&path, dir.path().join(path.file_name().context("name")?))?;
+        }
+        let plugins = Self { dir };
+        plugins.write_chain(chain)?;
+        Ok(plugins)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write, then rename: a reload never sees half a file.
+    fn write_chain(&self, text: &str) -> Result<()> {
+        let temp = self.dir.path().join("chain.partial");
+        std::fs::write(&temp, text)?;
+        std::fs::rename(&temp, self.dir.path().join("chain.toml"))?;
+        Ok(())
+    }
+
+    async fn start(&self, state: &Path, args: &[&str]) -> Result<Server> {
+        let mut all = vec!["--no-build"];
+        all.extend_from_slice(args);
+        Server::launch(self.path(), state, 0, &all).await
+    }
+}
+
+fn fixture(name: &str) -> String {
+    format!("[[filter]]\nname = \"{name}\"\ncomponent = \"{name}.wat\"\n\n")
+}
+
+/// `trap` faults on content starting with "!" (and rejects it), `rewrite`
+/// turns everything else into "rewritten".
+fn trap_then_rewrite() -> String {
+    fixture("trap") + &fixture("rewrite")
+}
+
+async fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> Result<reqwest::Response> {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", server.base()));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    Ok(tokio::time::timeout(WAIT, request.send()).await??)
+}
+
+/// The value of the sample `series` (name and labels, exactly as rendered).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+async fn metrics(server: &Server) -> Result<String> {
+    let response = get(server, "/metrics", &[]).await?;
+    ensure!(response.status() == 200, "/metrics: {}", response.status());
+    Ok(response.text().await?)
+}
+
+#[tokio::test]
+async fn metrics_count_messages_by_outcome_and_filter() -> Result<()> {
+    let plugins = Plugins::new(&trap_then_rewrite())?;
+    let state = tempfile::tempdir()?;
+    let server = plugins.start(state.path(), &[]).await?;
+    let sender = Agent::connect(&server.url()).await?;
+    let mut recipient = Agent::connect(&server.url()).await?;
+
+    let sent = sender.send(&recipient.name, "hello").await?;
+    ensure!(!sent.is_error, "{}", sent.text);
+    ensure!(recipient.next_message().await?["params"]["content"] == "rewritten");
+    let sent = sender.send(&recipient.name, "!boom").await?;
+    ensure!(sent.text.starts_with("Rejected by trap: "), "{}", sent.text);
+    let sent = sender.send("nobody", "hello?").await?;
+    ensure!(sent.is_error, "{}", sent.text);
+
+    let text = metrics(&server).await?;
+    let expect = [
+        (
+            r#"switchboard_messages_total{kind="agent-message",outcome="delivered",filter=""}"#,
+            1.0,
+        ),
+        (
+            r#"switchboard_messages_total{kind="agent-message",outcome="rejected",filter="trap"}"#,
+            1.0,
+        ),
+        (
+            r#"switchboard_messages_total{kind="agent-message",outcome="no_recipient",filter=""}"#,
+            1.0,
+        ),
+        (
+            r#"switchboard_filter_verdicts_total{filter="trap",verdict="accept"}"#,
+            1.0,
+        ),
+        (
+            r#"switchboard_filter_verdicts_total{filter="trap",verdict="fault"}"#,
+            1.0,
+        ),
+        (
+            r#"switchboard_filter_verdicts_total{filter="rewrite",verdict="rewrite"}"#,
+            1.0,
+        ),
+        (
+            r#"switchboard_filter_faults_total{filter="trap",kind="trap"}"#,
+            1.0,
+        ),
+        (r#"switchboard_filter_seconds_count{filter="trap"}"#, 2.0),
+        ("switchboard_delivery_seconds_count", 1.0),
+        ("switchboard_agents", 2.0),
+        ("switchboard_sessions", 2.0),
+        ("switchboard_chain_generation", 1.0),
+        ("switchboard_chain_filters", 2.0),
+        ("switchboard_chain_reload_refused", 0.0),
+        (r#"switchboard_chain_reloads_total{outcome="loaded"}"#, 1.0),
+        ("switchboard_queued_messages", 0.0),
+    ];
+    for (series, value) in expect {
+        ensure!(
+            sample(&text, series) == Some(value),
+            "expected {series} {value} in\n{text}"
+        );
+    }
+    // Classic text format by default (promtool reads it); Prometheus asks
+    // for OpenMetrics and gets it.
+    ensure!(text.contains("# TYPE switchboard_messages_total counter"));
+    ensure!(!text.contains("# EOF"));
+    let open = get(
+        &server,
+        "/metrics",
+        &[(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )],
+    )
+    .await?;
+    ensure!(
+        open.headers()["content-type"]
+            .to_str()?
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        open.headers()
+    );
+    let open = open.text().await?;
+    ensure!(open.ends_with("# EOF\n"), "{open}");
+    ensure!(open.contains("# TYPE switchboard_messages counter"), "{open}");
+    Ok(())
+}
+
+fn hash_line(token: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(tests::binary())
+        .arg("hash-token")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("piped")?
+        .write_all(token.as_bytes())?;
+    let output = child.wait_with_output()?;
+    ensure!(output.status.success(), "hash-token: {}", output.status);
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// An auth file with `tok-NAME` for each (name, role).
+fn write_auth(path: &Path, tokens: &[(&str, &str)]) -> Result<()> {
+    let mut text = String::new();
+    for (name, role) in tokens {
+        text.push_str(&format!(
+            "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\n{}\n",
+            hash_line(&format!("tok-{name}"))?
+        ));
+    }
+    let temp = path.with_extension("partial");
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, path)?;
+    Ok(())
+}
+
+fn auth_path(dir: &Path) -> PathBuf {
+    dir.join("auth.toml")
+}
+
+#[tokio::test]
+async fn metrics_need_an_admin_token_under_auth() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let auth = auth_path(dir.path());
+    write_auth(&auth, &[("ops", "admin"), ("coder", "agent"), ("ci", "trigger")])?;
+    let server = Server::bare(&["--auth", auth.to_str().context("utf-8")?]).await?;
+    let status = |headers: Vec<(&'static str, String)>| {
+        let server = &server;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Ok::<_, anyhow::Error>(get(server, "/metrics", &headers).await?.status())
+        }
+    };
+    ensure!(status(vec![]).await? == 401);
+    ensure!(status(vec![("authorization", "Bearer wrong".into())]).await? == 401);
+    ensure!(status(vec![("authorization", "Bearer tok-coder".into())]).await? == 403);
+    ensure!(status(vec![("authorization", "Bearer tok-ci".into())]).await? == 403);
+    ensure!(status(vec![("authorization", "Bearer tok-ops".into())]).await? == 200);
+    ensure!(
+        status(vec![
+            ("authorization", "Bearer tok-ops".into()),
+            ("host", "rebound.evil.example".into())
+        ])
+        .await?
+            == 403
+    );
+    ensure!(
+        status(vec![
+            ("authorization", "Bearer tok-ops".into()),
+            ("origin", "https://evil.example".into())
+        ])
+        .await?
+            == 403
+    );
+    Ok(())
+}
