@@ -63,7 +63,9 @@ pub fn log_filter(rust_log: Option<&str>) -> EnvFilter {
         }
     }
     EnvFilter::try_new(&directives).unwrap_or_else(|error| {
-        eprintln!("switchboard: RUST_LOG {directives:?} is not a valid filter ({error}); logging at info");
+        eprintln!(
+            "switchboard: RUST_LOG {directives:?} is not a valid filter ({error}); logging at info"
+        );
         EnvFilter::new("info,rmcp=warn")
     })
 }
@@ -255,9 +257,7 @@ async fn reload_auth_on_hangup(auth: Option<Arc<Tokens>>, registry: Arc<Registry
                         "auth file re-read; its tokens are in force"
                     );
                 }
-                Err(error) => tracing::error!(
-                    "SIGHUP: {error}; the tokens in force are unchanged"
-                ),
+                Err(error) => tracing::error!("SIGHUP: {error}; the tokens in force are unchanged"),
             }
         }
     }

@@ -670,9 +670,10 @@ impl Registry {
             .values()
             .map(|e| e.outbox.clone())
             .collect();
-        outboxes.iter().map(|o| o.waiting()).fold((0, 0), |(sum, max), n| {
-            (sum + n, max.max(n))
-        })
+        outboxes
+            .iter()
+            .map(|o| o.waiting())
+            .fold((0, 0), |(sum, max), n| (sum + n, max.max(n)))
     }
 
     /// Names this replica holds (online or within grace), for the cluster's leases.

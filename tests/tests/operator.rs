@@ -158,7 +158,10 @@ async fn metrics_count_messages_by_outcome_and_filter() -> Result<()> {
     );
     let open = open.text().await?;
     ensure!(open.ends_with("# EOF\n"), "{open}");
-    ensure!(open.contains("# TYPE switchboard_messages counter"), "{open}");
+    ensure!(
+        open.contains("# TYPE switchboard_messages counter"),
+        "{open}"
+    );
     Ok(())
 }
 
@@ -202,7 +205,10 @@ fn auth_path(dir: &Path) -> PathBuf {
 async fn metrics_need_an_admin_token_under_auth() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let auth = auth_path(dir.path());
-    write_auth(&auth, &[("ops", "admin"), ("coder", "agent"), ("ci", "trigger")])?;
+    write_auth(
+        &auth,
+        &[("ops", "admin"), ("coder", "agent"), ("ci", "trigger")],
+    )?;
     let server = Server::bare(&["--auth", auth.to_str().context("utf-8")?]).await?;
     let status = |headers: Vec<(&'static str, String)>| {
         let server = &server;
@@ -233,5 +239,229 @@ async fn metrics_need_an_admin_token_under_auth() -> Result<()> {
         .await?
             == 403
     );
+    Ok(())
+}
+
+async fn health(server: &Server) -> Result<(u16, serde_json::Value)> {
+    let response = get(server, "/health", &[]).await?;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+#[tokio::test]
+async fn health_degrades_while_a_reload_is_refused_and_livez_does_not() -> Result<()> {
+    let plugins = Plugins::new(&fixture("accept"))?;
+    let state = tempfile::tempdir()?;
+    let mut server = plugins.start(state.path(), &[]).await?;
+    let sender = Agent::connect(&server.url()).await?;
+    let mut recipient = Agent::connect(&server.url()).await?;
+    let (code, body) = health(&server).await?;
+    ensure!(code == 200 && body["status"] == "ok", "{code} {body}");
+
+    plugins.write_chain("[[filter]]\nname = \"x\"\ncomponent = \"x.wat\"\ntimeout = 5\n")?;
+    server.wait_log("filter chain refused").await?;
+    let (code, body) = health(&server).await?;
+    ensure!(code == 503 && body["status"] == "degraded", "{code} {body}");
+    let problem = body["problems"][0].as_str().unwrap_or_default();
+    ensure!(
+        problem.contains("refused") && problem.contains("unknown field `timeout`"),
+        "{body}"
+    );
+    ensure!(
+        body["chain"]["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("timeout")),
+        "{body}"
+    );
+    // Degraded, not down: the old chain still serves.
+    let sent = sender.send(&recipient.name, "still here").await?;
+    ensure!(!sent.is_error, "{}", sent.text);
+    ensure!(recipient.next_message().await?["params"]["content"] == "still here");
+    let live = get(&server, "/livez", &[]).await?;
+    ensure!(live.status() == 200, "/livez: {}", live.status());
+    let text = metrics(&server).await?;
+    ensure!(
+        sample(&text, "switchboard_chain_reload_refused") == Some(1.0),
+        "{text}"
+    );
+    ensure!(
+        sample(
+            &text,
+            r#"switchboard_chain_reloads_total{outcome="refused"}"#
+        ) == Some(1.0),
+        "{text}"
+    );
+
+    // A chain file that is gone is refused too: the server keeps its chain.
+    std::fs::remove_file(plugins.path().join("chain.toml"))?;
+    server.wait_log("filter chain refused").await?;
+    let (code, body) = health(&server).await?;
+    ensure!(code == 503, "{code} {body}");
+
+    plugins.write_chain(&fixture("accept"))?;
+    server.wait_log("filter chain file loads again").await?;
+    let (code, body) = health(&server).await?;
+    ensure!(
+        code == 200 && body.get("problems").is_none(),
+        "{code} {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_says_only_its_status_without_a_token() -> Result<()> {
+    let plugins = Plugins::new(&fixture("accept"))?;
+    let state = tempfile::tempdir()?;
+    let dir = tempfile::tempdir()?;
+    let auth = auth_path(dir.path());
+    write_auth(&auth, &[("ops", "admin")])?;
+    let mut server = plugins
+        .start(state.path(), &["--auth", auth.to_str().context("utf-8")?])
+        .await?;
+    plugins.write_chain("not toml")?;
+    server.wait_log("filter chain refused").await?;
+    let (code, body) = health(&server).await?;
+    ensure!(
+        code == 503 && body == serde_json::json!({"status": "degraded"}),
+        "{code} {body}"
+    );
+    let detailed = get(&server, "/health", &[("authorization", "Bearer tok-ops")]).await?;
+    ensure!(detailed.status() == 503);
+    let body: serde_json::Value = detailed.json().await?;
+    ensure!(body["problems"].is_array(), "{body}");
+    Ok(())
+}
+
+fn log_json(line: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(line).with_context(|| format!("not a JSON log line: {line}"))
+}
+
+#[tokio::test]
+async fn rejections_log_at_info_with_filter_and_reason_and_deliveries_do_not() -> Result<()> {
+    let plugins = Plugins::new(&fixture("trap"))?;
+    let state = tempfile::tempdir()?;
+    let mut server = plugins.start(state.path(), &[]).await?;
+    let sender = Agent::connect(&server.url()).await?;
+    let mut recipient = Agent::connect(&server.url()).await?;
+    let sent = sender.send(&recipient.name, "fine").await?;
+    ensure!(!sent.is_error, "{}", sent.text);
+    recipient.next_message().await?;
+    let sent = sender.send(&recipient.name, "!boom").await?;
+    ensure!(sent.is_error, "{}", sent.text);
+
+    let lines = server.log_until("message rejected").await?;
+    let rejected = log_json(lines.last().context("a line")?)?;
+    ensure!(rejected["level"] == "INFO", "{rejected}");
+    let fields = &rejected["fields"];
+    ensure!(
+        fields["filter"] == "trap"
+            && fields["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("trapped"))
+            && fields["from"] == sender.name.as_str()
+            && fields["to"] == recipient.name.as_str(),
+        "{rejected}"
+    );
+    ensure!(
+        !lines.iter().any(|l| l.contains("message delivered")),
+        "a delivery logged at info: {lines:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn debug_logs_leave_out_the_compiler_unless_named() -> Result<()> {
+    let plugins = Plugins::new(&fixture("accept"))?;
+    let state = tempfile::tempdir()?;
+    let mut server =
+        Server::launch_logging(plugins.path(), state.path(), 0, &["--no-build"], "debug").await?;
+    // A reload compiles a component: the compiler's own logs would flood here.
+    plugins.write_chain(&(fixture("accept") + &fixture("rewrite")))?;
+    let mut lines = server.log_until("filter chain loaded").await?;
+    let sender = Agent::connect(&server.url()).await?;
+    let mut recipient = Agent::connect(&server.url()).await?;
+    sender.send(&recipient.name, "hello").await?;
+    recipient.next_message().await?;
+    lines.extend(server.log_until("message delivered").await?);
+    for line in &lines {
+        let target = log_json(line)?["target"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        ensure!(
+            !["wasmtime", "cranelift", "regalloc2", "wasmparser", "rmcp"]
+                .iter()
+                .any(|quiet| target.starts_with(quiet)),
+            "{line}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour_codes() -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let plugins = Plugins::new("")?;
+    let state = tempfile::tempdir()?;
+    let mut child = tokio::process::Command::new(tests::binary())
+        .args(["--port", "0", "--no-build", "--plugins"])
+        .arg(plugins.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("piped")?).lines();
+    let seen = tokio::time::timeout(tests::STARTUP, async {
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await? {
+            let done = line.contains("switchboard listening");
+            seen.push(line);
+            if done {
+                return Ok::<_, anyhow::Error>(seen);
+            }
+        }
+        anyhow::bail!("server output ended: {seen:?}")
+    })
+    .await??;
+    ensure!(seen.iter().all(|l| !l.contains('\u{1b}')), "{seen:?}");
+    ensure!(seen.iter().any(|l| l.contains(" INFO ")), "{seen:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sighup_rereads_the_auth_file() -> Result<()> {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir()?;
+    let auth = auth_path(dir.path());
+    write_auth(&auth, &[("ops", "admin"), ("coder", "agent")])?;
+    let mut server = Server::bare(&["--auth", auth.to_str().context("utf-8")?]).await?;
+    let base = server.base();
+    let agents_status = |token: &'static str| {
+        let url = format!("{base}/v1/agents");
+        async move {
+            let request = reqwest::Client::new().get(url).bearer_auth(token).send();
+            Ok::<_, anyhow::Error>(tokio::time::timeout(WAIT, request).await??.status())
+        }
+    };
+    ensure!(agents_status("tok-coder").await? == 200);
+    ensure!(agents_status("tok-newcomer").await? == 401);
+
+    write_auth(&auth, &[("ops", "admin"), ("newcomer", "agent")])?;
+    server.signal(Signal::SIGHUP)?;
+    server.wait_log("auth file re-read").await?;
+    ensure!(agents_status("tok-newcomer").await? == 200);
+    ensure!(agents_status("tok-coder").await? == 401);
+    let newcomer =
+        Agent::connect_with(&server.url(), &[("Authorization", "Bearer tok-newcomer")]).await?;
+    ensure!(newcomer.name == "newcomer");
+
+    // A broken file leaves the tokens in force.
+    std::fs::write(&auth, "[[token]]\nname = 1\n")?;
+    server.signal(Signal::SIGHUP)?;
+    server.wait_log("tokens in force are unchanged").await?;
+    ensure!(agents_status("tok-newcomer").await? == 200);
+    ensure!(agents_status("tok-ops").await? == 200);
     Ok(())
 }

@@ -85,7 +85,10 @@ impl Observed {
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

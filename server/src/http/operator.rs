@@ -94,7 +94,9 @@ pub async fn metrics(State(operator): State<Operator>, headers: HeaderMap) -> Re
         .chain_generation
         .set(i64::try_from(chain.generation).unwrap_or(i64::MAX));
     set(&metrics.chain_filters, chain.filters.len());
-    metrics.chain_refused.set(i64::from(chain.refused.is_some()));
+    metrics
+        .chain_refused
+        .set(i64::from(chain.refused.is_some()));
     if let Some(redis_up) = &metrics.redis_up {
         let up = operator.bus.registry().cluster().health().await.is_ok();
         redis_up.set(i64::from(up));
