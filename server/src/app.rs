@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::{
+    audit::Audit,
     auth::Tokens,
     bus::Bus,
     chain::{ChainError, ChainOptions, ChainStage, store::KvStore},
@@ -44,6 +45,8 @@ pub enum StartError {
     Bind(#[from] http::BindError),
     #[error(transparent)]
     Redis(#[from] ConnectError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::OpenError),
     #[error("the server stopped: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -169,7 +172,17 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     if let Some(auth) = &auth {
         registry.reserve(auth.current().names());
     }
-    let bus = Arc::new(Bus::new(registry, filters, cli.max_message_bytes).with_metrics(metrics));
+    let audit = cli
+        .audit
+        .as_deref()
+        .map(|path| Audit::open(path, cli.audit_content, metrics.audit_dropped.clone()))
+        .transpose()?
+        .map(Arc::new);
+    let bus = Arc::new(
+        Bus::new(registry, filters, cli.max_message_bytes)
+            .with_metrics(metrics)
+            .with_audit(audit.clone()),
+    );
     let identities = Arc::new(Identities::default());
 
     let shutdown = CancellationToken::new();
@@ -221,6 +234,9 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     };
     http::serve::serve(listener, app, limits, shutdown).await?;
     store.flush().await;
+    if let Some(audit) = &audit {
+        audit.flush().await;
+    }
     if let Some(leases) = leases {
         // Releasing this replica's names is a courtesy; the leases lapse anyway.
         let _ = tokio::time::timeout(Duration::from_secs(2), leases).await;

@@ -10,6 +10,7 @@ use std::{
 };
 
 use crate::{
+    audit::{Audit, Entry},
     cluster::RouteError,
     delivery::PushError,
     filter::{Decision, FilterStage},
@@ -97,13 +98,17 @@ pub struct Bus {
     next_id: AtomicU64,
     id_prefix: String,
     metrics: Arc<Metrics>,
+    audit: Option<Arc<Audit>>,
 }
 
-/// What the filter stage decided about a message, for the log and metrics.
+/// What the filter stage decided about a message, for the log, the metrics
+/// and the audit log.
 struct Verdict {
     id: String,
     to: String,
     rewritten_by: Vec<String>,
+    /// The content the filters were given, when it is audited.
+    content: Option<String>,
 }
 
 fn now_ms() -> u64 {
@@ -127,7 +132,14 @@ impl Bus {
             // Ids stay unique across restarts without any persisted counter.
             id_prefix: format!("{:x}", now_ms()),
             metrics: Arc::new(Metrics::default()),
+            audit: None,
         }
+    }
+
+    /// Records every verdict in `audit`.
+    pub fn with_audit(mut self, audit: Option<Arc<Audit>>) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Counts into `metrics` (the server's exported set) instead of a private one.
@@ -260,6 +272,25 @@ impl Bus {
                 (error.outcome(), String::new())
             }
         };
+        if let (Some(audit), Some(verdict)) = (&self.audit, verdict) {
+            let rejected = match result {
+                Err(SendError::Rejected { filter, reason }) => {
+                    Some((filter.clone(), reason.clone()))
+                }
+                _ => None,
+            };
+            audit.record(Entry {
+                at: SystemTime::now(),
+                id: verdict.id,
+                from: from.to_owned(),
+                to: verdict.to,
+                kind,
+                rejected,
+                rewritten_by: verdict.rewritten_by,
+                outcome,
+                content: verdict.content.unwrap_or_default(),
+            });
+        }
         self.metrics
             .messages
             .get_or_create(&MessageLabels {
@@ -310,8 +341,10 @@ impl Bus {
             meta,
             sent_at_ms: now_ms(),
         };
+        let audited = self.audit.as_ref().map(|_| message.content.clone());
         let decision = self.filters.run(message).await;
         *verdict = Some(Verdict {
+            content: audited,
             id: id.clone(),
             to: recipient.name().to_owned(),
             rewritten_by: match &decision {

@@ -6,6 +6,7 @@
 //! [`client`] is the other side: the `join`, `send` and `agents` subcommands.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod chain;

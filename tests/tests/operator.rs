@@ -465,3 +465,122 @@ async fn sighup_rereads_the_auth_file() -> Result<()> {
     ensure!(agents_status("tok-ops").await? == 200);
     Ok(())
 }
+
+fn audit_lines(path: &Path) -> Result<Vec<serde_json::Value>> {
+    std::fs::read_to_string(path)?
+        .lines()
+        .map(|line| serde_json::from_str(line).with_context(|| format!("audit line {line:?}")))
+        .collect()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_audit_log_has_a_line_per_verdict_and_survives_a_restart() -> Result<()> {
+    let plugins = Plugins::new(&trap_then_rewrite())?;
+    let state = tempfile::tempdir()?;
+    let log = state.path().join("audit.jsonl");
+    let log_arg = log.to_str().context("utf-8")?.to_owned();
+    let mut server = plugins.start(state.path(), &["--audit", &log_arg]).await?;
+    let sender = Agent::connect(&server.url()).await?;
+    let mut recipient = Agent::connect(&server.url()).await?;
+    let delivered = sender.send(&recipient.name, "hello").await?;
+    ensure!(!delivered.is_error, "{}", delivered.text);
+    recipient.next_message().await?;
+    let rejected = sender.send(&recipient.name, "!boom").await?;
+    ensure!(rejected.is_error, "{}", rejected.text);
+    // Never reaches the chain: no verdict, no line.
+    sender.send("nobody", "hello?").await?;
+    // Shutdown writes what is queued.
+    ensure!(server.terminate().await?.success());
+
+    let lines = audit_lines(&log)?;
+    ensure!(lines.len() == 2, "{lines:?}");
+    let first = &lines[0];
+    ensure!(
+        first["id"] == delivered.structured["message_id"]
+            && first["from"] == sender.name.as_str()
+            && first["to"] == recipient.name.as_str()
+            && first["kind"] == "agent-message"
+            && first["verdict"] == "deliver"
+            && first["outcome"] == "delivered"
+            && first["rewritten_by"] == serde_json::json!(["rewrite"])
+            && first["content_bytes"] == 5
+            && first["content_sha256"] == sha256_hex("hello").as_str()
+            && first.get("content").is_none()
+            && first.get("filter").is_none(),
+        "{first}"
+    );
+    ensure!(
+        first["time"]
+            .as_str()
+            .is_some_and(|t| t.len() == 24 && t.ends_with('Z')),
+        "{first}"
+    );
+    let second = &lines[1];
+    ensure!(
+        second["verdict"] == "reject"
+            && second["outcome"] == "rejected"
+            && second["filter"] == "trap"
+            && second["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("trapped"))
+            && second["content_sha256"] == sha256_hex("!boom").as_str(),
+        "{second}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log)?.permissions().mode() & 0o777;
+        ensure!(mode == 0o600, "audit log mode {mode:o}");
+    }
+
+    // A restart appends; --audit-content adds the content.
+    let mut server = plugins
+        .start(state.path(), &["--audit", &log_arg, "--audit-content"])
+        .await?;
+    let sender = Agent::connect(&server.url()).await?;
+    let recipient = Agent::connect(&server.url()).await?;
+    ensure!(!sender.send(&recipient.name, "again").await?.is_error);
+    ensure!(server.terminate().await?.success());
+    let after = audit_lines(&log)?;
+    ensure!(after.len() == 3 && after[..2] == lines[..], "{after:?}");
+    ensure!(after[2]["content"] == "again", "{}", after[2]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_audit_log_that_fails_never_blocks_delivery_and_counts_its_losses() -> Result<()> {
+    let plugins = Plugins::new(&fixture("accept"))?;
+    let state = tempfile::tempdir()?;
+    // Every write to /dev/full fails (no space left on device).
+    let mut server = plugins
+        .start(state.path(), &["--audit", "/dev/full"])
+        .await?;
+    let sender = Agent::connect(&server.url()).await?;
+    let mut recipient = Agent::connect(&server.url()).await?;
+    for n in 0..3 {
+        let sent = sender.send(&recipient.name, &format!("m{n}")).await?;
+        ensure!(!sent.is_error, "{}", sent.text);
+        recipient.next_message().await?;
+    }
+    server.wait_log("cannot write the audit log").await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = metrics(&server).await?;
+        if sample(&text, "switchboard_audit_dropped_lines_total") == Some(3.0) {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "dropped lines not counted:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
