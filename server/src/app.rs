@@ -20,6 +20,7 @@ use crate::{
     http::guard::Guard,
     mcp::{self, McpOptions, identity::Identities, session_store::SessionFile},
     metrics::Metrics,
+    permissions::Permissions,
     registry::Registry,
 };
 
@@ -184,6 +185,9 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
             .with_audit(audit.clone()),
     );
     let identities = Arc::new(Identities::default());
+    let permissions = cli
+        .permission_relay
+        .then(|| Arc::new(Permissions::new(bus.registry().clone())));
 
     let shutdown = CancellationToken::new();
     let leases = redis
@@ -202,6 +206,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
             max_request_bytes: max_body_bytes,
             any_host: !cli.bind.is_loopback(),
             session_prefix: redis.as_ref().map(|r| r.replica().to_owned()),
+            permissions: permissions.clone(),
         },
         shutdown.clone(),
     );
@@ -219,7 +224,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         max_agents: cli.max_agents,
         max_sessions: cli.max_sessions,
     });
-    let app = http::router(mcp, bus, guard, max_body_bytes);
+    let app = http::router(mcp, bus, guard, permissions, max_body_bytes);
     tokio::spawn(stop_on_signal(shutdown.clone(), sessions));
     tracing::info!(
         url = %format!("http://{addr}/mcp"),

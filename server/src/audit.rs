@@ -1,5 +1,5 @@
 //! The audit log (`--audit FILE`): one JSON line per verdict of the filter
-//! chain, appended to the file. Delivery never waits for it: entries go
+//! chain and per answered permission request, appended to the file. Delivery never waits for it: entries go
 //! through a bounded queue to a writer task, and an entry that finds the
 //! queue full, or that the file refuses, is counted as dropped instead.
 
@@ -16,6 +16,8 @@ use tokio::{
     io::AsyncWriteExt,
     sync::{mpsc, oneshot},
 };
+
+use crate::permissions::Decision;
 
 /// Entries that may wait for the writer before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -46,6 +48,7 @@ pub struct Entry {
 #[derive(Serialize)]
 struct Line<'a> {
     time: String,
+    event: &'a str,
     id: &'a str,
     from: &'a str,
     to: &'a str,
@@ -65,6 +68,8 @@ struct Line<'a> {
 
 enum Job {
     Write(Entry),
+    /// A line rendered already (nothing to hash).
+    Line(String),
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }
@@ -105,6 +110,25 @@ impl Audit {
         }
     }
 
+    /// Records an operator's answer to a permission request; `by` is the
+    /// answering token's name, when auth is on.
+    pub fn record_permission(&self, decision: &Decision, by: Option<&str>) {
+        let pending = &decision.pending;
+        let line = serde_json::json!({
+            "time": now(),
+            "event": "permission",
+            "id": pending.id,
+            "request_id": pending.request_id,
+            "agent": pending.agent,
+            "tool_name": pending.tool_name,
+            "behavior": decision.behavior,
+            "by": by,
+        });
+        if self.jobs.try_send(Job::Line(format!("{line}\n"))).is_err() {
+            self.dropped.inc();
+        }
+    }
+
     /// Waits until every entry recorded so far is written (at shutdown).
     pub async fn flush(&self) {
         let (done, written) = oneshot::channel();
@@ -114,6 +138,10 @@ impl Audit {
     }
 }
 
+fn now() -> String {
+    DateTime::<Utc>::from(SystemTime::now()).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 fn render(entry: &Entry, with_content: bool) -> String {
     let (filter, reason) = match &entry.rejected {
         Some((filter, reason)) => (Some(filter.as_str()), Some(reason.as_str())),
@@ -121,6 +149,7 @@ fn render(entry: &Entry, with_content: bool) -> String {
     };
     let line = Line {
         time: DateTime::<Utc>::from(entry.at).to_rfc3339_opts(SecondsFormat::Millis, true),
+        event: "message",
         id: &entry.id,
         from: &entry.from,
         to: &entry.to,
@@ -166,6 +195,10 @@ async fn write(
             match job {
                 Job::Write(entry) => {
                     batch.push_str(&render(&entry, with_content));
+                    lines += 1;
+                }
+                Job::Line(line) => {
+                    batch.push_str(&line);
                     lines += 1;
                 }
                 Job::Flush(done) => flushed.push(done),
@@ -224,6 +257,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["time"], "1970-01-01T00:00:00.000Z");
         assert_eq!(value["verdict"], "deliver");
+        assert_eq!(value["event"], "message");
         assert_eq!(value["content_bytes"], 3);
         assert_eq!(
             value["content_sha256"],

@@ -202,6 +202,12 @@ pub struct ServeArgs {
     #[arg(long, requires = "audit")]
     pub audit_content: bool,
 
+    /// Relay Claude Code's permission prompts: declare
+    /// `claude/channel/permission`, list requests at GET /v1/permissions and
+    /// answer them with POST /v1/permissions/{id} (admin).
+    #[arg(long)]
+    pub permission_relay: bool,
+
     /// Log format on stdout; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

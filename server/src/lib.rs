@@ -20,6 +20,7 @@ pub mod http;
 pub mod mcp;
 pub mod message;
 pub mod metrics;
+pub mod permissions;
 pub mod registry;
 pub mod scaffold;
 pub mod toml_error;

@@ -372,13 +372,16 @@ impl Session {
     }
 
     pub async fn notify(&self, method: &str) -> Result<()> {
-        let response = timeout(
-            WAIT,
-            self.post()
-                .json(&json!({"jsonrpc":"2.0","method":method}))
-                .send(),
-        )
-        .await??;
+        self.notify_with(method, None).await
+    }
+
+    /// Sends a notification, with `params` when given.
+    pub async fn notify_with(&self, method: &str, params: Option<Value>) -> Result<()> {
+        let mut body = json!({"jsonrpc":"2.0","method":method});
+        if let Some(params) = params {
+            body["params"] = params;
+        }
+        let response = timeout(WAIT, self.post().json(&body).send()).await??;
         ensure!(
             response.status().is_success(),
             "{method}: {}",

@@ -584,3 +584,170 @@ async fn an_audit_log_that_fails_never_blocks_delivery_and_counts_its_losses() -
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+const PERMISSION_REQUEST: &str = "notifications/claude/channel/permission_request";
+
+async fn ask_permission(agent: &Agent, request_id: &str) -> Result<()> {
+    agent
+        .session
+        .notify_with(
+            PERMISSION_REQUEST,
+            Some(serde_json::json!({
+                "request_id": request_id,
+                "tool_name": "Bash",
+                "description": "print a marker",
+                "input_preview": "{ \"command\": \"touch marker\" }",
+            })),
+        )
+        .await
+}
+
+async fn pending(server: &Server, headers: &[(&str, &str)]) -> Result<Vec<serde_json::Value>> {
+    let response = get(server, "/v1/permissions", headers).await?;
+    ensure!(response.status() == 200, "{}", response.status());
+    let body: serde_json::Value = response.json().await?;
+    Ok(body["pending"].as_array().cloned().unwrap_or_default())
+}
+
+async fn answer(
+    server: &Server,
+    id: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Result<(u16, serde_json::Value)> {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/permissions/{id}", server.base()))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = tokio::time::timeout(WAIT, request.send()).await??;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+#[tokio::test]
+async fn a_permission_request_is_answered_to_exactly_the_session_that_asked() -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let log = state.path().join("audit.jsonl");
+    let dir = tempfile::tempdir()?;
+    let auth = auth_path(dir.path());
+    write_auth(
+        &auth,
+        &[("ops", "admin"), ("coder", "agent"), ("other", "agent")],
+    )?;
+    let mut server = Server::bare(&[
+        "--permission-relay",
+        "--auth",
+        auth.to_str().context("utf-8")?,
+        "--audit",
+        log.to_str().context("utf-8")?,
+    ])
+    .await?;
+    let admin = [("authorization", "Bearer tok-ops")];
+    let mut coder =
+        Agent::connect_with(&server.url(), &[("Authorization", "Bearer tok-coder")]).await?;
+    let mut other =
+        Agent::connect_with(&server.url(), &[("Authorization", "Bearer tok-other")]).await?;
+    let declared = &coder.session.initialize_result["result"]["capabilities"]["experimental"];
+    ensure!(
+        declared.get("claude/channel/permission").is_some()
+            && declared.get("claude/channel").is_some(),
+        "{declared}"
+    );
+
+    // Both ask with the same (per-session) request id.
+    ask_permission(&coder, "jtfqa").await?;
+    ask_permission(&other, "jtfqa").await?;
+    server.wait_log("permission requested").await?;
+    server.wait_log("permission requested").await?;
+    let listed = pending(&server, &admin).await?;
+    ensure!(listed.len() == 2, "{listed:?}");
+    let mine = listed
+        .iter()
+        .find(|p| p["agent"] == "coder")
+        .context("coder's request")?;
+    ensure!(
+        mine["request_id"] == "jtfqa"
+            && mine["tool_name"] == "Bash"
+            && mine["description"] == "print a marker",
+        "{mine}"
+    );
+    let id = mine["id"].as_str().context("id")?.to_owned();
+    // Agents may not answer; a bad body says what to send.
+    let (code, _) = answer(&server, &id, r#"{"behavior":"allow"}"#, Some("tok-coder")).await?;
+    ensure!(code == 403, "{code}");
+    let (code, body) = answer(&server, &id, r#"{"behavior":"yes"}"#, Some("tok-ops")).await?;
+    ensure!(
+        code == 400 && body["error"].as_str().is_some_and(|e| e.contains("allow")),
+        "{body}"
+    );
+
+    let (code, body) = answer(&server, &id, r#"{"behavior":"allow"}"#, Some("tok-ops")).await?;
+    ensure!(code == 200 && body["behavior"] == "allow", "{code} {body}");
+    let relayed = coder.next_message().await?;
+    ensure!(
+        relayed
+            == serde_json::json!({"jsonrpc": "2.0", "method": "notifications/claude/channel/permission",
+                "params": {"request_id": "jtfqa", "behavior": "allow"}}),
+        "{relayed}"
+    );
+    other
+        .expect_silence(std::time::Duration::from_millis(200))
+        .await?;
+
+    let (code, body) = answer(&server, &id, r#"{"behavior":"deny"}"#, Some("tok-ops")).await?;
+    ensure!(
+        code == 410
+            && body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("answered allow")),
+        "{code} {body}"
+    );
+    let (code, body) = answer(&server, "9-nope", r#"{"behavior":"deny"}"#, Some("tok-ops")).await?;
+    ensure!(
+        code == 404
+            && body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("GET /v1/permissions")),
+        "{code} {body}"
+    );
+    ensure!(pending(&server, &admin).await?.len() == 1);
+
+    ensure!(server.terminate().await?.success());
+    let lines = audit_lines(&log)?;
+    let decision = lines
+        .iter()
+        .find(|l| l["event"] == "permission")
+        .context("a permission line")?;
+    ensure!(
+        decision["id"] == id.as_str()
+            && decision["behavior"] == "allow"
+            && decision["by"] == "ops"
+            && decision["agent"] == "coder",
+        "{decision}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_the_relay_flag_nothing_is_declared_or_listed() -> Result<()> {
+    let server = Server::bare(&[]).await?;
+    let agent = Agent::connect(&server.url()).await?;
+    let declared = &agent.session.initialize_result["result"]["capabilities"]["experimental"];
+    ensure!(
+        declared.get("claude/channel/permission").is_none(),
+        "{declared}"
+    );
+    ask_permission(&agent, "abcde").await?;
+    let response = get(&server, "/v1/permissions", &[]).await?;
+    ensure!(response.status() == 404);
+    let body: serde_json::Value = response.json().await?;
+    ensure!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--permission-relay")),
+        "{body}"
+    );
+    Ok(())
+}

@@ -223,7 +223,7 @@ pub async fn health(State(guard): State<Arc<Guard>>, mut request: Request, next:
 
 /// Guards the operator's routes: the host and origin checks, and with
 /// `--auth` an `admin` token.
-pub async fn admin(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+pub async fn admin(State(guard): State<Arc<Guard>>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
     if let Err(response) = guard
         .check_host(headers)
@@ -240,7 +240,12 @@ pub async fn admin(State(guard): State<Arc<Guard>>, request: Request, next: Next
                 p.name
             ),
         ),
-        Ok(_) => next.run(request).await,
+        Ok(principal) => {
+            if let Some(p) = principal {
+                request.extensions_mut().insert(p);
+            }
+            next.run(request).await
+        }
     }
 }
 

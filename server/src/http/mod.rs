@@ -23,6 +23,7 @@ use rmcp::transport::streamable_http_server::StreamableHttpService;
 use crate::{
     bus::Bus,
     mcp::{sessions::AgentSessions, tools::Switchboard},
+    permissions::Permissions,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,7 @@ pub fn router(
     mcp: StreamableHttpService<Switchboard, AgentSessions>,
     bus: Arc<Bus>,
     guard: Arc<guard::Guard>,
+    permissions: Option<Arc<Permissions>>,
     max_body_bytes: usize,
 ) -> Router {
     let mcp = Router::new()
@@ -68,6 +70,7 @@ pub fn router(
     let state = operator::Operator {
         bus: bus.clone(),
         sessions: guard.sessions.clone(),
+        permissions,
     };
     let health = Router::new()
         .route("/health", get(operator::health))
@@ -75,6 +78,9 @@ pub fn router(
         .layer(middleware::from_fn_with_state(guard.clone(), guard::health));
     let admin = Router::new()
         .route("/metrics", get(operator::metrics))
+        .route("/v1/permissions", get(operator::list_permissions))
+        .route("/v1/permissions/{id}", post(operator::answer_permission))
+        .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::admin));
     Router::new()
         .merge(health)

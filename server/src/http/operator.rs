@@ -1,21 +1,23 @@
 //! What an operator and an orchestrator look at: `/health` (ready to
-//! serve, with the reasons when not), `/livez` (the process runs) and
-//! `/metrics` (Prometheus).
+//! serve, with the reasons when not), `/livez` (the process runs),
+//! `/metrics` (Prometheus), and the permission relay's `/v1/permissions`.
 
 use std::sync::Arc;
 
 use axum::{
     Extension, Json,
-    extract::State,
+    extract::{Path, State, rejection::JsonRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
 
 use crate::{
+    auth::Principal,
     bus::Bus,
     mcp::sessions::AgentSessions,
     metrics::{OPENMETRICS, PROMETHEUS_TEXT},
+    permissions::{AnswerError, Behavior, Permissions},
 };
 
 use super::guard::HealthDetail;
@@ -24,6 +26,8 @@ use super::guard::HealthDetail;
 pub struct Operator {
     pub bus: Arc<Bus>,
     pub sessions: Arc<AgentSessions>,
+    /// Set with `--permission-relay`.
+    pub permissions: Option<Arc<Permissions>>,
 }
 
 impl Operator {
@@ -114,5 +118,87 @@ pub async fn metrics(State(operator): State<Operator>, headers: HeaderMap) -> Re
             metrics.render_classic(),
         )
             .into_response()
+    }
+}
+
+fn error(status: StatusCode, sentence: String) -> Response {
+    (status, Json(json!({ "error": sentence }))).into_response()
+}
+
+fn relay(operator: &Operator) -> Result<&Arc<Permissions>, Response> {
+    operator.permissions.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "the permission relay is off; start the server with --permission-relay".into(),
+        )
+    })
+}
+
+/// `GET /v1/permissions`: the requests waiting for an answer, oldest first.
+pub async fn list_permissions(State(operator): State<Operator>) -> Response {
+    match relay(&operator) {
+        Ok(permissions) => Json(json!({ "pending": permissions.list() })).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct Answer {
+    behavior: Behavior,
+}
+
+/// `POST /v1/permissions/{id}` with `{"behavior": "allow" | "deny"}`.
+pub async fn answer_permission(
+    State(operator): State<Operator>,
+    Path(id): Path<String>,
+    principal: Option<Extension<Principal>>,
+    body: Result<Json<Answer>, JsonRejection>,
+) -> Response {
+    let permissions = match relay(&operator) {
+        Ok(permissions) => permissions,
+        Err(response) => return response,
+    };
+    let Json(answer) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "send {{\"behavior\": \"allow\"}} or {{\"behavior\": \"deny\"}} ({})",
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
+    let by = principal.map(|Extension(p)| p.name);
+    match permissions.answer(&id, answer.behavior) {
+        Ok(decision) => {
+            tracing::info!(
+                id = %decision.pending.id,
+                agent = decision.pending.agent.as_deref(),
+                tool = %decision.pending.tool_name,
+                behavior = ?decision.behavior,
+                by = by.as_deref(),
+                "permission answered"
+            );
+            if let Some(audit) = operator.bus.audit() {
+                audit.record_permission(&decision, by.as_deref());
+            }
+            Json(json!({
+                "id": decision.pending.id,
+                "request_id": decision.pending.request_id,
+                "agent": decision.pending.agent,
+                "behavior": decision.behavior,
+            }))
+            .into_response()
+        }
+        Err(problem) => {
+            let status = match problem {
+                AnswerError::Unknown(_) => StatusCode::NOT_FOUND,
+                AnswerError::Stale { .. } => StatusCode::GONE,
+                AnswerError::Unreachable { .. } => StatusCode::CONFLICT,
+            };
+            error(status, problem.to_string())
+        }
     }
 }
