@@ -125,12 +125,12 @@ fn error(status: StatusCode, sentence: String) -> Response {
     (status, Json(json!({ "error": sentence }))).into_response()
 }
 
-fn relay(operator: &Operator) -> Result<&Arc<Permissions>, Response> {
+fn relay(operator: &Operator) -> Result<&Arc<Permissions>, Box<Response>> {
     operator.permissions.as_ref().ok_or_else(|| {
-        error(
+        Box::new(error(
             StatusCode::NOT_FOUND,
             "the permission relay is off; start the server with --permission-relay".into(),
-        )
+        ))
     })
 }
 
@@ -138,7 +138,7 @@ fn relay(operator: &Operator) -> Result<&Arc<Permissions>, Response> {
 pub async fn list_permissions(State(operator): State<Operator>) -> Response {
     match relay(&operator) {
         Ok(permissions) => Json(json!({ "pending": permissions.list() })).into_response(),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -156,7 +156,7 @@ pub async fn answer_permission(
 ) -> Response {
     let permissions = match relay(&operator) {
         Ok(permissions) => permissions,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Json(answer) = match body {
         Ok(body) => body,
