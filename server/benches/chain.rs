@@ -129,6 +129,7 @@ impl Plugins {
             build: false,
             chain_file: None,
             clock: Default::default(),
+            metrics: Default::default(),
             max_content_bytes: 1 << 20,
         })
         .unwrap()

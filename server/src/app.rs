@@ -6,7 +6,8 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::{
-    auth::Authenticator,
+    audit::Audit,
+    auth::Tokens,
     bus::Bus,
     chain::{ChainError, ChainOptions, ChainStage, store::KvStore},
     cli::{LogFormat, ServeArgs},
@@ -22,6 +23,8 @@ use crate::{
     http,
     http::guard::Guard,
     mcp::{self, McpOptions, identity::Identities, session_store::SessionFile},
+    metrics::Metrics,
+    permissions::Permissions,
     registry::Registry,
 };
 
@@ -49,14 +52,41 @@ pub enum StartError {
     Bind(#[from] http::BindError),
     #[error(transparent)]
     Redis(#[from] ConnectError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::OpenError),
     #[error("the server stopped: {0}")]
     Serve(#[from] std::io::Error),
 }
 
+/// Crates whose internals flood a debug log (the compiler's every pass):
+/// quiet unless `RUST_LOG` names them.
+const QUIET_UNLESS_NAMED: [&str; 5] = ["wasmtime", "cranelift", "regalloc2", "wasmparser", "wit_"];
+
+/// The log filter for `RUST_LOG` (default `info`): `rmcp` at warn unless
+/// named, and the WebAssembly compiler's crates at warn unless named.
+pub fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let asked = rust_log.map(str::trim).filter(|s| !s.is_empty());
+    let mut directives = asked.unwrap_or("info").to_owned();
+    for quiet in QUIET_UNLESS_NAMED.into_iter().chain(["rmcp"]) {
+        if !directives.contains(quiet) {
+            directives.push_str(&format!(",{quiet}=warn"));
+        }
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|error| {
+        eprintln!(
+            "switchboard: RUST_LOG {directives:?} is not a valid filter ({error}); logging at info"
+        );
+        EnvFilter::new("info,rmcp=warn")
+    })
+}
+
 pub fn init_tracing(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use std::io::IsTerminal;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(log_filter(rust_log.as_deref()))
+        // Colour codes only for a person at a terminal, not for a file or journald.
+        .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -79,7 +109,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     let auth = cli
         .auth
         .as_deref()
-        .map(Authenticator::load)
+        .map(Tokens::load)
         .transpose()?
         .map(Arc::new);
     if auth.is_none() && !cli.bind.is_loopback() {
@@ -144,12 +174,14 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         }
     };
 
+    let metrics = Arc::new(Metrics::new(redis.is_some()));
     let options = ChainOptions {
         plugins_dir: cli.plugins.clone(),
         build: !cli.no_build,
         chain_file: None,
         clock: Default::default(),
         max_content_bytes: cli.max_message_bytes,
+        metrics: metrics.filters.clone(),
     };
     let filters: Arc<dyn FilterStage> = if cli.no_filters {
         tracing::warn!("--no-filters: messages are delivered unfiltered");
@@ -172,10 +204,23 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         journal.clone(),
     ));
     if let Some(auth) = &auth {
-        registry.reserve(auth.names());
+        registry.reserve(auth.current().names());
     }
-    let bus = Arc::new(Bus::new(registry, filters, cli.max_message_bytes));
+    let audit = cli
+        .audit
+        .as_deref()
+        .map(|path| Audit::open(path, cli.audit_content, metrics.audit_dropped.clone()))
+        .transpose()?
+        .map(Arc::new);
+    let bus = Arc::new(
+        Bus::new(registry, filters, cli.max_message_bytes)
+            .with_metrics(metrics)
+            .with_audit(audit.clone()),
+    );
     let identities = Arc::new(Identities::default());
+    let permissions = cli
+        .permission_relay
+        .then(|| Arc::new(Permissions::new(bus.registry().clone())));
 
     let shutdown = CancellationToken::new();
     let leases = redis.as_ref().map(|redis| {
@@ -196,12 +241,14 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
             max_request_bytes: max_body_bytes,
             any_host: !cli.bind.is_loopback(),
             session_prefix: redis.as_ref().map(|r| r.replica().to_owned()),
+            permissions: permissions.clone(),
         },
         shutdown.clone(),
     );
     if let Err(error) = sessions.restore_agents().await {
         tracing::warn!(%error, "agents from before the restart get new names");
     }
+    tokio::spawn(reload_auth_on_hangup(auth.clone(), bus.registry().clone()));
     let guard = Arc::new(Guard {
         auth,
         any_host: !cli.bind.is_loopback(),
@@ -212,7 +259,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         max_agents: cli.max_agents,
         max_sessions: cli.max_sessions,
     });
-    let app = http::router(mcp, bus, guard, max_body_bytes);
+    let app = http::router(mcp, bus, guard, permissions, max_body_bytes);
     tokio::spawn(stop_on_signal(shutdown.clone(), sessions));
     tracing::info!(
         url = %format!("http://{addr}/mcp"),
@@ -228,12 +275,51 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     http::serve::serve(listener, app, limits, shutdown).await?;
     store.flush().await;
     journal.flush().await;
+    if let Some(audit) = &audit {
+        audit.flush().await;
+    }
     if let Some(leases) = leases {
         // Releasing this replica's names is a courtesy; the leases lapse anyway.
         let _ = tokio::time::timeout(Duration::from_secs(2), leases).await;
     }
     tracing::info!("switchboard stopped");
     Ok(())
+}
+
+/// `SIGHUP` re-reads the auth file (the conventional "reload your
+/// configuration"; its default action would kill the server).
+async fn reload_auth_on_hangup(auth: Option<Arc<Tokens>>, registry: Arc<Registry>) {
+    #[cfg(unix)]
+    {
+        let mut hangups =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGHUP");
+                    return;
+                }
+            };
+        while hangups.recv().await.is_some() {
+            let Some(auth) = &auth else {
+                tracing::info!("SIGHUP: no --auth file to re-read");
+                continue;
+            };
+            match auth.reload() {
+                Ok(tokens) => {
+                    // Revoked names stay reserved: nobody else may pass as them.
+                    registry.reserve(tokens.names());
+                    tracing::info!(
+                        file = %auth.path().display(),
+                        tokens = tokens.names().count(),
+                        "auth file re-read; its tokens are in force"
+                    );
+                }
+                Err(error) => tracing::error!("SIGHUP: {error}; the tokens in force are unchanged"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (auth, registry);
 }
 
 /// How long shutdown waits for agent streams to take their retry hint.

@@ -10,8 +10,13 @@
 //! sha256 = "…"           # `switchboard hash-token` prints it
 //! ```
 
-use std::{collections::HashSet, path::Path};
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
+use arc_swap::ArcSwap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -161,6 +166,38 @@ impl Authenticator {
             }
         }
         found.cloned()
+    }
+}
+
+/// The auth file in force. `SIGHUP` re-reads it, so tokens are added and
+/// revoked without a restart; a file that no longer parses leaves the
+/// tokens in force as they were.
+pub struct Tokens {
+    path: PathBuf,
+    current: ArcSwap<Authenticator>,
+}
+
+impl Tokens {
+    pub fn load(path: &Path) -> Result<Self, AuthFileError> {
+        Ok(Self {
+            path: path.to_owned(),
+            current: ArcSwap::from_pointee(Authenticator::load(path)?),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Authenticator> {
+        self.current.load_full()
+    }
+
+    /// Reads the file again and puts it in force.
+    pub fn reload(&self) -> Result<Arc<Authenticator>, AuthFileError> {
+        let fresh = Arc::new(Authenticator::load(&self.path)?);
+        self.current.store(fresh.clone());
+        Ok(fresh)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -6,14 +6,16 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
+    audit::{Audit, Entry},
     cluster::RouteError,
     delivery::{PushError, inbox::InboxError},
     filter::{Decision, FilterStage},
     message::{Message, SENDER_ID_META, neutralize_controls},
+    metrics::{MessageLabels, Metrics, OutcomeLabels},
     registry::{LookupError, Recipient, Registry},
 };
 
@@ -52,6 +54,21 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// A short name for the metrics' `outcome` label.
+    fn outcome(&self) -> &'static str {
+        match self {
+            SendError::NotAnAgent => "not_an_agent",
+            SendError::Empty => "empty",
+            SendError::TooLarge { .. } => "too_large",
+            SendError::Lookup(_) => "no_recipient",
+            SendError::Rejected { .. } => "rejected",
+            SendError::QueueFull { .. } => "queue_full",
+            SendError::WentOffline { .. } => "went_offline",
+            SendError::Route(_) => "route_error",
+            SendError::Inbox(_) => "inbox_refused",
+        }
+    }
+
     /// How long to wait before retrying, when a filter's reason ends with
     /// `retry in N s` (as the rate limiter's do). The HTTP trigger turns
     /// such a refusal into 429 with `Retry-After`.
@@ -109,6 +126,18 @@ pub struct Bus {
     max_message_bytes: usize,
     next_id: AtomicU64,
     id_prefix: String,
+    metrics: Arc<Metrics>,
+    audit: Option<Arc<Audit>>,
+}
+
+/// What the filter stage decided about a message, for the log, the metrics
+/// and the audit log.
+struct Verdict {
+    id: String,
+    to: String,
+    rewritten_by: Vec<String>,
+    /// The content the filters were given, when it is audited.
+    content: Option<String>,
 }
 
 fn now_ms() -> u64 {
@@ -131,7 +160,29 @@ impl Bus {
             next_id: AtomicU64::new(1),
             // Ids stay unique across restarts without any persisted counter.
             id_prefix: format!("{:x}", now_ms()),
+            metrics: Arc::new(Metrics::default()),
+            audit: None,
         }
+    }
+
+    /// Records every verdict in `audit`.
+    pub fn with_audit(mut self, audit: Option<Arc<Audit>>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Counts into `metrics` (the server's exported set) instead of a private one.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn audit(&self) -> Option<&Arc<Audit>> {
+        self.audit.as_ref()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -180,7 +231,123 @@ impl Bus {
         recipient: Result<Recipient, LookupError>,
         content: String,
         meta: Vec<(String, String)>,
-        kind: &str,
+        kind: &'static str,
+    ) -> Result<Receipt, SendError> {
+        let started = Instant::now();
+        let mut verdict = None;
+        let result = self
+            .filter_and_hand_over(&sender, recipient, content, meta, kind, &mut verdict)
+            .await;
+        self.observe(kind, &sender, started, &result, verdict);
+        result
+    }
+
+    /// Logs and counts what became of a message. Rejections are what an
+    /// operator looks for, so they log at info; deliveries at debug.
+    fn observe(
+        &self,
+        kind: &'static str,
+        from: &str,
+        started: Instant,
+        result: &Result<Receipt, SendError>,
+        verdict: Option<Verdict>,
+    ) {
+        let (outcome, filter) = match result {
+            Ok(receipt) => {
+                self.metrics
+                    .delivery_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                tracing::debug!(
+                    id = %receipt.id,
+                    from,
+                    to = %receipt.to,
+                    kind,
+                    rewritten_by = ?receipt.rewritten_by,
+                    queued = receipt.queued.is_some(),
+                    "message delivered"
+                );
+                let outcome = if receipt.queued.is_some() {
+                    "queued"
+                } else {
+                    "delivered"
+                };
+                (outcome, String::new())
+            }
+            Err(SendError::Rejected { filter, reason }) => {
+                tracing::info!(
+                    id = verdict.as_ref().map(|v| v.id.as_str()),
+                    from,
+                    to = verdict.as_ref().map(|v| v.to.as_str()),
+                    kind,
+                    filter = %filter,
+                    reason = %reason,
+                    "message rejected"
+                );
+                ("rejected", filter.clone())
+            }
+            Err(error) => {
+                if let SendError::Route(route) = error {
+                    let reason = match route {
+                        RouteError::ReplicaDown { .. } => "replica_down",
+                        RouteError::NoAck { .. } => "no_ack",
+                        RouteError::Directory { .. } => "directory",
+                        RouteError::Refused(_) => "refused",
+                    };
+                    self.metrics
+                        .route_errors
+                        .get_or_create(&OutcomeLabels { outcome: reason })
+                        .inc();
+                }
+                if let Some(verdict) = &verdict {
+                    tracing::debug!(
+                        id = %verdict.id,
+                        from,
+                        to = %verdict.to,
+                        kind,
+                        rewritten_by = ?verdict.rewritten_by,
+                        "message accepted by the filters but not delivered: {error}"
+                    );
+                }
+                (error.outcome(), String::new())
+            }
+        };
+        if let (Some(audit), Some(verdict)) = (&self.audit, verdict) {
+            let rejected = match result {
+                Err(SendError::Rejected { filter, reason }) => {
+                    Some((filter.clone(), reason.clone()))
+                }
+                _ => None,
+            };
+            audit.record(Entry {
+                at: SystemTime::now(),
+                id: verdict.id,
+                from: from.to_owned(),
+                to: verdict.to,
+                kind,
+                rejected,
+                rewritten_by: verdict.rewritten_by,
+                outcome,
+                content: verdict.content.unwrap_or_default(),
+            });
+        }
+        self.metrics
+            .messages
+            .get_or_create(&MessageLabels {
+                kind,
+                outcome,
+                filter,
+            })
+            .inc();
+    }
+
+    async fn filter_and_hand_over(
+        &self,
+        sender: &str,
+        recipient: Result<Recipient, LookupError>,
+        content: String,
+        meta: Vec<(String, String)>,
+        kind: &'static str,
+        verdict: &mut Option<Verdict>,
     ) -> Result<Receipt, SendError> {
         if content.is_empty() {
             return Err(SendError::Empty);
@@ -207,13 +374,24 @@ impl Bus {
         );
         let message = Message {
             id: id.clone(),
-            sender,
+            sender: sender.to_owned(),
             recipient: recipient.name().to_owned(),
             content,
             meta,
             sent_at_ms: now_ms(),
         };
-        let (message, rewritten_by) = match self.filters.run(message).await {
+        let audited = self.audit.as_ref().map(|_| message.content.clone());
+        let decision = self.filters.run(message).await;
+        *verdict = Some(Verdict {
+            content: audited,
+            id: id.clone(),
+            to: recipient.name().to_owned(),
+            rewritten_by: match &decision {
+                Decision::Deliver { rewritten_by, .. } => rewritten_by.clone(),
+                Decision::Reject { .. } => Vec::new(),
+            },
+        });
+        let (message, rewritten_by) = match decision {
             Decision::Deliver {
                 message,
                 rewritten_by,

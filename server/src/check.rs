@@ -230,6 +230,7 @@ pub fn run(
         build: true,
         max_content_bytes,
         clock: Clock::Manual(now.clone()),
+        metrics: Default::default(),
     })?;
     let names = stage.info().filters;
     let mut outcomes = Vec::with_capacity(lines.len());

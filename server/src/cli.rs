@@ -206,6 +206,21 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(300..))]
     pub lease_ms: u64,
 
+    /// Append one JSON line per filter verdict to this file (id, time, from,
+    /// to, verdict, filter, reason, rewritten_by, content length and SHA-256).
+    #[arg(long)]
+    pub audit: Option<PathBuf>,
+
+    /// With --audit: also write each message's content (as the filters saw it).
+    #[arg(long, requires = "audit")]
+    pub audit_content: bool,
+
+    /// Relay Claude Code's permission prompts: declare
+    /// `claude/channel/permission`, list requests at GET /v1/permissions and
+    /// answer them with POST /v1/permissions/{id} (admin).
+    #[arg(long)]
+    pub permission_relay: bool,
+
     /// Log format on stdout; the level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

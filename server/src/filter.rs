@@ -33,6 +33,10 @@ pub struct StageInfo {
     /// True when the server runs without a chain (`--no-filters`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// Why the last reload was refused (the chain in force is older than
+    /// the file), until a reload succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 pub trait FilterStage: Send + Sync + 'static {
@@ -60,6 +64,7 @@ impl FilterStage for PassThrough {
             filters: Vec::new(),
             faults: BTreeMap::new(),
             disabled: true,
+            refused: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! [`client`] is the other side: the `join`, `send` and `agents` subcommands.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod chain;
@@ -22,6 +23,8 @@ pub mod filter;
 pub mod http;
 pub mod mcp;
 pub mod message;
+pub mod metrics;
+pub mod permissions;
 pub mod registry;
 pub mod scaffold;
 pub mod toml_error;

@@ -707,6 +707,20 @@ impl Registry {
             .count()
     }
 
+    /// Messages waiting in this replica's queues: in all, and in the fullest.
+    pub fn queued(&self) -> (usize, usize) {
+        let outboxes: Vec<_> = self
+            .lock()
+            .sessions
+            .values()
+            .map(|e| e.outbox.clone())
+            .collect();
+        outboxes
+            .iter()
+            .map(|o| o.waiting())
+            .fold((0, 0), |(sum, max), n| (sum + n, max.max(n)))
+    }
+
     /// Names this replica holds (online or within grace), for the cluster's leases.
     fn held_names(&self) -> Vec<Held> {
         let state = self.lock();
@@ -724,6 +738,21 @@ impl Registry {
                 })
             })
             .collect()
+    }
+
+    /// Queues a control notification (a permission answer) on the stream of
+    /// `session`'s agent on this replica. It is journalled like any message;
+    /// nobody waits for the disk, since only the live session can use it.
+    pub fn notify_session(
+        &self,
+        session: &str,
+        notification: ServerJsonRpcMessage,
+    ) -> Result<(), PushError> {
+        let agent = self.local_agent(session).ok_or(PushError::Offline)?;
+        agent
+            .outbox
+            .push(&agent.name, Arc::new(notification))
+            .map(drop)
     }
 
     /// The agent of this replica held by `session`, for a message routed here.

@@ -118,6 +118,17 @@ impl Server {
         port: u16,
         extra_args: &[&str],
     ) -> Result<Server> {
+        Self::launch_logging(plugins, state_dir, port, extra_args, "info,rmcp=warn").await
+    }
+
+    /// As [`Server::launch`], with `RUST_LOG` set to `rust_log`.
+    pub async fn launch_logging(
+        plugins: &Path,
+        state_dir: &Path,
+        port: u16,
+        extra_args: &[&str],
+        rust_log: &str,
+    ) -> Result<Server> {
         let mut child = Command::new(binary())
             .arg("--port")
             .arg(port.to_string())
@@ -128,7 +139,7 @@ impl Server {
             .arg("--log-format")
             .arg("json")
             .args(extra_args)
-            .env("RUST_LOG", "info,rmcp=warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -190,10 +201,19 @@ impl Server {
 
     /// Waits for a log line containing `needle`.
     pub async fn wait_log(&mut self, needle: &str) -> Result<String> {
+        let mut lines = self.log_until(needle).await?;
+        Ok(lines.pop().expect("the matching line ends the list"))
+    }
+
+    /// Every log line up to and including the first containing `needle`.
+    pub async fn log_until(&mut self, needle: &str) -> Result<Vec<String>> {
         timeout(WAIT, async {
+            let mut seen = Vec::new();
             while let Some(line) = self.logs.recv().await {
-                if line.contains(needle) {
-                    return Ok(line);
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return Ok(seen);
                 }
             }
             bail!("server output ended")
@@ -209,6 +229,13 @@ impl Server {
         timeout(WAIT, child.wait())
             .await
             .context("server did not die within 10 s of SIGKILL")??;
+        Ok(())
+    }
+
+    /// Sends `signal` to the server process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
+        let pid = self.pid().context("server stopped")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
         Ok(())
     }
 
@@ -355,13 +382,16 @@ impl Session {
     }
 
     pub async fn notify(&self, method: &str) -> Result<()> {
-        let response = timeout(
-            WAIT,
-            self.post()
-                .json(&json!({"jsonrpc":"2.0","method":method}))
-                .send(),
-        )
-        .await??;
+        self.notify_with(method, None).await
+    }
+
+    /// Sends a notification, with `params` when given.
+    pub async fn notify_with(&self, method: &str, params: Option<Value>) -> Result<()> {
+        let mut body = json!({"jsonrpc":"2.0","method":method});
+        if let Some(params) = params {
+            body["params"] = params;
+        }
+        let response = timeout(WAIT, self.post().json(&body).send()).await??;
         ensure!(
             response.status().is_success(),
             "{method}: {}",

@@ -260,6 +260,45 @@ async fn delivery_recovers_after_redis_restarts() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn health_and_metrics_say_when_redis_is_unreachable() -> Result<()> {
+    let mut redis = Redis::start().await?;
+    if !redis.is_private() {
+        eprintln!("skipped: stopping Redis needs a private redis-server, and REDIS_URL is set");
+        return Ok(());
+    }
+    let r1 = Replica::start(&redis, "r1", &[]).await?;
+    let get = |path: &str| {
+        let url = format!("{}{path}", r1.server.base());
+        async move { Ok::<_, anyhow::Error>(tokio::time::timeout(WAIT, reqwest::get(url)).await??) }
+    };
+    assert_eq!(get("/health").await?.status(), 200);
+    let metrics = get("/metrics").await?.text().await?;
+    assert!(metrics.contains("\nswitchboard_redis_up 1\n"), "{metrics}");
+
+    redis.stop().await?;
+    let health = get("/health").await?;
+    assert_eq!(health.status(), 503);
+    let body: Value = health.json().await?;
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(
+        body["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("Redis") && p.contains("unreachable")),
+        "{body}"
+    );
+    assert_eq!(get("/livez").await?.status(), 200);
+    let metrics = get("/metrics").await?.text().await?;
+    assert!(metrics.contains("\nswitchboard_redis_up 0\n"), "{metrics}");
+
+    redis.start_again().await?;
+    eventually(Duration::from_secs(15), "health is ok again", || async {
+        Ok(get("/health").await?.status() == 200)
+    })
+    .await?;
+    Ok(())
+}
+
 /// Writes a chain of just the bundled rate limiter: `per_minute` messages per
 /// sender, `burst` at once.
 fn rate_limited_chain(plugins: &Path, per_minute: u32, burst: u32) -> Result<()> {

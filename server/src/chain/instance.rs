@@ -64,6 +64,21 @@ pub enum Fault {
     Config(String),
 }
 
+impl Fault {
+    /// A short name for the metrics' `kind` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Timeout(_) => "timeout",
+            Fault::OutOfFuel(_) => "fuel",
+            Fault::Memory(_) => "memory",
+            Fault::Store(_) => "store",
+            Fault::Trap(_) => "trap",
+            Fault::Verdict(_) => "verdict",
+            Fault::Config(_) => "config",
+        }
+    }
+}
+
 /// How plugin-sdk's guest side announces a config it refuses, just before
 /// it traps (`plugin-sdk/src/__private.rs`). The host turns the pair into
 /// one [`Fault::Config`] instead of a log line plus a trap.

@@ -22,10 +22,7 @@ pub mod store;
 use std::{
     collections::HashSet,
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -36,6 +33,7 @@ use wasmtime::{Engine, component::Linker};
 use crate::{
     filter::{Decision, FilterStage, StageInfo},
     message::{Message, clip},
+    metrics::{FilterMetrics, OutcomeLabels},
 };
 
 use self::{
@@ -44,7 +42,7 @@ use self::{
     config::ConfigError,
     engine::EpochTicker,
     instance::{FilterRuntime, HostState},
-    run::{Chain, Faults, LoadedFilter, ProbeError},
+    run::{Chain, LoadedFilter, Observed, ProbeError},
     source::BuildError,
     store::{KvStore, MemoryStore},
 };
@@ -83,6 +81,8 @@ pub struct ChainOptions {
     pub chain_file: Option<PathBuf>,
     /// The time filters see.
     pub clock: Clock,
+    /// Where the chain counts verdicts, times, faults and reloads.
+    pub metrics: FilterMetrics,
 }
 
 /// Compiles, links and instantiates filters; one per server.
@@ -119,11 +119,11 @@ struct Inner {
     chain_file: PathBuf,
     max_content_bytes: usize,
     active: ArcSwap<Chain>,
-    faults: Faults,
+    observed: Observed,
     /// Bounds the chains running at once to [`instance::max_parallel_calls`].
     running: tokio::sync::Semaphore,
-    /// Whether the last reload was refused.
-    refused: AtomicBool,
+    /// Why the last reload was refused, until one succeeds.
+    refusal: Mutex<Option<String>>,
 }
 
 /// The filter stage backed by `chain.toml`.
@@ -163,9 +163,9 @@ impl ChainStage {
                 filters: Vec::new(),
                 max_content_bytes: options.max_content_bytes,
             }),
-            faults: Faults::default(),
+            observed: Observed::new(options.metrics),
             running: tokio::sync::Semaphore::new(instance::max_parallel_calls()),
-            refused: AtomicBool::new(false),
+            refusal: Mutex::new(None),
             chain_file,
         };
         if !inner.chain_file.is_file() {
@@ -202,7 +202,7 @@ impl ChainStage {
     /// Runs `message` through the active chain on the calling thread, which
     /// may block up to the filters' deadlines.
     pub fn run_blocking(&self, message: Message) -> Decision {
-        self.inner.active.load().run(message, &self.inner.faults)
+        self.inner.active.load().run(message, &self.inner.observed)
     }
 }
 
@@ -211,7 +211,21 @@ impl Inner {
     /// the active one. On error the active chain stays.
     fn reload(&self) -> Result<u64, ChainError> {
         let outcome = self.build_and_swap();
-        let was_refused = self.refused.swap(outcome.is_err(), Ordering::Relaxed);
+        let was_refused = std::mem::replace(
+            &mut *self.refusal.lock().unwrap_or_else(|e| e.into_inner()),
+            outcome.as_ref().err().map(ToString::to_string),
+        )
+        .is_some();
+        let counted = match &outcome {
+            Ok(Reloaded::Swapped(_)) => "loaded",
+            Ok(Reloaded::Unchanged(_)) => "unchanged",
+            Err(_) => "refused",
+        };
+        self.observed
+            .metrics()
+            .reloads
+            .get_or_create(&OutcomeLabels { outcome: counted })
+            .inc();
         match outcome? {
             Reloaded::Swapped(generation) => Ok(generation),
             Reloaded::Unchanged(generation) => {
@@ -310,7 +324,7 @@ impl FilterStage for ChainStage {
             // The hop costs ~15 µs (docs/performance.md), as much as the
             // stock chain on 1 KB.
             let running = inner.clone();
-            tokio::task::spawn_blocking(move || chain.run(message, &running.faults))
+            tokio::task::spawn_blocking(move || chain.run(message, &running.observed))
                 .await
                 .unwrap_or_else(|error| {
                     tracing::error!(%error, "the filter chain panicked");
@@ -327,8 +341,14 @@ impl FilterStage for ChainStage {
         StageInfo {
             generation: chain.generation,
             filters: chain.names(),
-            faults: self.inner.faults.snapshot(),
+            faults: self.inner.observed.snapshot(),
             disabled: false,
+            refused: self
+                .inner
+                .refusal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }

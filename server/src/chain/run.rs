@@ -3,11 +3,12 @@
 //! filter gets its `on_error` policy. Also the probe every new chain must pass
 //! before it may serve, and the per-filter fault counters shown on `/health`.
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{collections::BTreeMap, sync::Mutex, time::Instant};
 
 use crate::{
     filter::Decision,
     message::{self, SENDER_ID_META, is_reserved_meta_key},
+    metrics::{FaultLabels, FilterLabels, FilterMetrics, FilterVerdictLabels},
 };
 
 use super::{
@@ -37,18 +38,57 @@ pub struct Chain {
     pub max_content_bytes: usize,
 }
 
-/// Faults per filter name since the server started (across reloads).
+/// What runs of the chain were seen doing since the server started (across
+/// reloads): faults per filter name for `/health`, and the metrics.
 #[derive(Default)]
-pub struct Faults(Mutex<BTreeMap<String, u64>>);
+pub struct Observed {
+    faults: Mutex<BTreeMap<String, u64>>,
+    metrics: FilterMetrics,
+}
 
-impl Faults {
-    fn record(&self, filter: &str) {
-        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+impl Observed {
+    pub fn new(metrics: FilterMetrics) -> Self {
+        Self {
+            faults: Mutex::default(),
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &FilterMetrics {
+        &self.metrics
+    }
+
+    fn call(&self, filter: &str, started: Instant, verdict: &'static str) {
+        let filter = filter.to_owned();
+        self.metrics
+            .seconds
+            .get_or_create(&FilterLabels {
+                filter: filter.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .verdicts
+            .get_or_create(&FilterVerdictLabels { filter, verdict })
+            .inc();
+    }
+
+    fn fault(&self, filter: &str, fault: &Fault) {
+        let mut counts = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         *counts.entry(filter.to_owned()).or_default() += 1;
+        self.metrics
+            .faults
+            .get_or_create(&FaultLabels {
+                filter: filter.to_owned(),
+                kind: fault.kind(),
+            })
+            .inc();
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -84,7 +124,7 @@ impl Chain {
     }
 
     /// Runs `message` through every filter, in order.
-    pub fn run(&self, message: message::Message, faults: &Faults) -> Decision {
+    pub fn run(&self, message: message::Message, observed: &Observed) -> Decision {
         let mut current = Message {
             id: message.id,
             sender: message.sender,
@@ -96,10 +136,18 @@ impl Chain {
         let mut rewritten_by = Vec::new();
         for filter in &self.filters {
             let name = &filter.spec.name;
+            let started = Instant::now();
             let outcome = filter
                 .runtime
                 .call(&current)
                 .and_then(|verdict| self.apply(&mut current, verdict));
+            let verdict = match &outcome {
+                Ok(Applied::Unchanged) => "accept",
+                Ok(Applied::Changed) => "rewrite",
+                Ok(Applied::Rejected(_) | Applied::TooLarge(_)) => "reject",
+                Err(_) => "fault",
+            };
+            observed.call(name, started, verdict);
             match outcome {
                 Ok(Applied::Unchanged) => {}
                 Ok(Applied::Changed) => rewritten_by.push(name.clone()),
@@ -110,7 +158,7 @@ impl Chain {
                     };
                 }
                 Err(fault) => {
-                    faults.record(name);
+                    observed.fault(name, &fault);
                     tracing::error!(
                         plugin = %name,
                         message = %current.id,

@@ -48,6 +48,7 @@ impl Plugins {
                 build: false,
                 chain_file: None,
                 clock: Default::default(),
+                metrics: Default::default(),
                 max_content_bytes: MAX_CONTENT,
             },
             Arc::new(MemoryStore::default()),

@@ -110,6 +110,11 @@ pub trait Cluster: Send + Sync + 'static {
     /// An agent of this replica went offline or came back; the cluster view
     /// should follow soon.
     fn presence_changed(&self);
+
+    /// Whether the shared view can be reached now, for `/health` and `/metrics`.
+    async fn health(&self) -> Result<(), ClusterError> {
+        Ok(())
+    }
 }
 
 /// A cluster of one replica: the registry's own table is the authority on

@@ -178,6 +178,11 @@ impl Outbox {
         })
     }
 
+    /// Messages queued and not yet handed to a stream.
+    pub fn waiting(&self) -> usize {
+        self.lock().pending.len()
+    }
+
     pub fn is_attached(&self) -> bool {
         *self.attached.borrow()
     }

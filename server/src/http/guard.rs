@@ -15,7 +15,7 @@ use axum::{
 use serde_json::json;
 
 use crate::{
-    auth::{Authenticator, Principal},
+    auth::{Principal, Role, Tokens},
     mcp::{
         identity::{Identities, Identity, MAX_DECLARED_BYTES},
         sessions::AgentSessions,
@@ -28,7 +28,7 @@ pub const AGENT_NAME_HEADER: &str = "x-agent-name";
 const SESSION_HEADER: &str = "mcp-session-id";
 
 pub struct Guard {
-    pub auth: Option<Arc<Authenticator>>,
+    pub auth: Option<Arc<Tokens>>,
     /// Any `Host` is fine (bound beyond loopback); otherwise only loopback names.
     pub any_host: bool,
     pub allowed_origins: Vec<String>,
@@ -144,7 +144,7 @@ impl Guard {
                     "this server requires an access token: send Authorization: Bearer <token>",
                 ))
             })?;
-        auth.verify(token).map(Some).ok_or_else(|| {
+        auth.current().verify(token).map(Some).ok_or_else(|| {
             Box::new(unauthorized(
                 "the access token is not valid; check it against the server's auth file",
             ))
@@ -219,6 +219,34 @@ pub async fn health(State(guard): State<Arc<Guard>>, mut request: Request, next:
     let detail = guard.auth.is_none() || matches!(guard.authenticate(headers), Ok(Some(_)));
     request.extensions_mut().insert(HealthDetail(detail));
     next.run(request).await
+}
+
+/// Guards the operator's routes: the host and origin checks, and with
+/// `--auth` an `admin` token.
+pub async fn admin(State(guard): State<Arc<Guard>>, mut request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    if let Err(response) = guard
+        .check_host(headers)
+        .and_then(|()| guard.check_origin(headers))
+    {
+        return *response;
+    }
+    match guard.authenticate(headers) {
+        Err(response) => *response,
+        Ok(Some(p)) if p.role != Role::Admin => refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the token of {} is not an admin token; this route needs role admin",
+                p.name
+            ),
+        ),
+        Ok(principal) => {
+            if let Some(p) = principal {
+                request.extensions_mut().insert(p);
+            }
+            next.run(request).await
+        }
+    }
 }
 
 /// Guards `/mcp`.

@@ -1,20 +1,21 @@
-//! The HTTP edge: binds the listener, routes `/mcp`, `/v1/*` and `/health`
-//! behind the [`guard`], and [`serve`]s connections within their limits.
+//! The HTTP edge: binds the listener, routes `/mcp`, `/v1/*` and the
+//! [`operator`]'s routes behind the [`guard`], and [`serve`]s connections
+//! within their limits.
 
 pub mod guard;
 pub mod jsonrpc_body;
+pub mod operator;
 pub mod serve;
 pub mod trigger;
 
 use std::{io, net::SocketAddr, sync::Arc};
 
 use axum::{
-    Extension, Json, Router,
-    extract::{DefaultBodyLimit, State},
+    Router,
+    extract::DefaultBodyLimit,
     middleware,
     routing::{get, post},
 };
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use rmcp::transport::streamable_http_server::StreamableHttpService;
@@ -22,6 +23,7 @@ use rmcp::transport::streamable_http_server::StreamableHttpService;
 use crate::{
     bus::Bus,
     mcp::{sessions::AgentSessions, tools::Switchboard},
+    permissions::Permissions,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,7 @@ pub fn router(
     mcp: StreamableHttpService<Switchboard, AgentSessions>,
     bus: Arc<Bus>,
     guard: Arc<guard::Guard>,
+    permissions: Option<Arc<Permissions>>,
     max_body_bytes: usize,
 ) -> Router {
     let mcp = Router::new()
@@ -64,30 +67,26 @@ pub fn router(
         .route("/v1/agents", get(trigger::list_agents))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::api));
+    let state = operator::Operator {
+        bus: bus.clone(),
+        sessions: guard.sessions.clone(),
+        permissions,
+    };
     let health = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(operator::health))
+        .route("/livez", get(operator::livez))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::health));
+    let admin = Router::new()
+        .route("/metrics", get(operator::metrics))
+        .route("/v1/permissions", get(operator::list_permissions))
+        .route("/v1/permissions/{id}", post(operator::answer_permission))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn_with_state(guard.clone(), guard::admin));
     Router::new()
         .merge(health)
-        .merge(api)
-        .with_state(bus)
+        .merge(admin)
+        .with_state(state)
+        .merge(api.with_state(bus))
         .merge(mcp)
         .layer(middleware::from_fn_with_state(guard, guard::cors))
-}
-
-async fn health(
-    State(bus): State<Arc<Bus>>,
-    Extension(guard::HealthDetail(detail)): Extension<guard::HealthDetail>,
-) -> Json<Value> {
-    if !detail {
-        return Json(json!({ "status": "ok" }));
-    }
-    let (waiting, expired) = bus.registry().mail().counts().await;
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "agents": bus.registry().online_count(),
-        "inbox": { "waiting": waiting, "expired": expired },
-        "chain": bus.filters().info(),
-    }))
 }

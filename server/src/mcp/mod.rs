@@ -36,6 +36,8 @@ pub struct McpOptions {
     pub any_host: bool,
     /// Prefix of session ids: the replica id in cluster mode.
     pub session_prefix: Option<String>,
+    /// The permission relay, with `--permission-relay`.
+    pub permissions: Option<Arc<crate::permissions::Permissions>>,
 }
 
 /// Builds the `/mcp` service and starts the reaper of idle sessions.
@@ -68,8 +70,15 @@ pub fn service(
     if options.any_host {
         config = config.disable_allowed_hosts();
     }
+    let permissions = options.permissions;
     let service = StreamableHttpService::new(
-        move || Ok(Switchboard::new(bus.clone(), store.clone())),
+        move || {
+            Ok(Switchboard::new(
+                bus.clone(),
+                store.clone(),
+                permissions.clone(),
+            ))
+        },
         sessions.clone(),
         config,
     );

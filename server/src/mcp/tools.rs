@@ -12,18 +12,21 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, tool::Extension, wrapper::Parameters},
     model::{
-        CallToolResult, ContentBlock, DiscoverResult, ExperimentalCapabilities, Implementation,
-        ProtocolVersion, ServerCapabilities, ServerConfig,
+        CallToolResult, ContentBlock, CustomNotification, DiscoverResult, ExperimentalCapabilities,
+        Implementation, ProtocolVersion, ServerCapabilities, ServerConfig,
     },
     schemars,
-    service::RequestContext,
+    service::{NotificationContext, RequestContext},
     tool, tool_handler, tool_router,
 };
 use serde::Deserialize;
 use serde_json::json;
 
 use super::session_store::SessionFile;
-use crate::bus::Bus;
+use crate::{
+    bus::Bus,
+    permissions::{self, Permissions},
+};
 
 /// Claude Code reads this to decide the server is a channel.
 const CHANNEL_CAPABILITY: &str = "claude/channel";
@@ -59,6 +62,8 @@ pub struct SendArgs {
 pub struct Switchboard {
     bus: Arc<Bus>,
     store: Arc<SessionFile>,
+    /// Set with `--permission-relay`.
+    permissions: Option<Arc<Permissions>>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -94,10 +99,15 @@ fn without_empty_values(value: serde_json::Value) -> serde_json::Value {
 }
 
 impl Switchboard {
-    pub fn new(bus: Arc<Bus>, store: Arc<SessionFile>) -> Self {
+    pub fn new(
+        bus: Arc<Bus>,
+        store: Arc<SessionFile>,
+        permissions: Option<Arc<Permissions>>,
+    ) -> Self {
         Self {
             bus,
             store,
+            permissions,
             tool_router: Self::tool_router(),
         }
     }
@@ -213,6 +223,9 @@ impl ServerHandler for Switchboard {
     fn get_info(&self) -> ServerConfig {
         let mut experimental = ExperimentalCapabilities::new();
         experimental.insert(CHANNEL_CAPABILITY.into(), serde_json::Map::new());
+        if self.permissions.is_some() {
+            experimental.insert(permissions::CAPABILITY.into(), serde_json::Map::new());
+        }
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_experimental_with(experimental)
@@ -227,6 +240,48 @@ impl ServerHandler for Switchboard {
     /// 2026-07-28 or newer, so only the `initialize` era is offered.
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    /// Permission prompts relayed by Claude Code (`--permission-relay`).
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
+    ) {
+        let Some(relay) = &self.permissions else {
+            return;
+        };
+        if notification.method != permissions::REQUEST_METHOD {
+            return;
+        }
+        let session = context
+            .extensions
+            .get::<http::request::Parts>()
+            .map(session_of)
+            .unwrap_or_default();
+        let parsed = notification
+            .params
+            .map(serde_json::from_value::<permissions::Request>);
+        let request = match parsed {
+            Some(Ok(request)) => request,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "ignoring a malformed permission request");
+                return;
+            }
+            None => {
+                tracing::warn!("ignoring a permission request without params");
+                return;
+            }
+        };
+        match relay.request(&session, request) {
+            Ok(pending) => tracing::info!(
+                id = %pending.id,
+                agent = pending.agent.as_deref(),
+                tool = %pending.tool_name,
+                "permission requested"
+            ),
+            Err(error) => tracing::warn!(%error, "permission request not recorded"),
+        }
     }
 
     /// Refusing discovery makes Claude Code fall back to `initialize`.

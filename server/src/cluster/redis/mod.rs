@@ -226,4 +226,12 @@ impl Cluster for RedisCluster {
     fn presence_changed(&self) {
         self.nudge.notify_one();
     }
+
+    async fn health(&self) -> Result<(), ClusterError> {
+        call(
+            "PING",
+            redis::cmd("PING").query_async::<()>(&mut self.conn.clone()),
+        )
+        .await
+    }
 }
