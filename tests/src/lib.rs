@@ -637,3 +637,38 @@ impl SseParser {
         events
     }
 }
+
+/// Writes an auth file at `path` with the token `tok-NAME` for each
+/// `(name, role)`, hashed by `switchboard hash-token` as a user would do it.
+/// It lands in one rename, so a server re-reading it never sees half a file.
+pub fn write_auth_file(path: &Path, tokens: &[(&str, &str)]) -> Result<()> {
+    let mut text = String::new();
+    for (name, role) in tokens {
+        text.push_str(&format!(
+            "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\n{}\n",
+            hash_token(&format!("tok-{name}"))?
+        ));
+    }
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
+/// `switchboard hash-token`'s line for the auth file.
+fn hash_token(token: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(binary())
+        .arg("hash-token")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("hash-token's stdin is piped")?
+        .write_all(token.as_bytes())?;
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(output.status.success(), "hash-token: {}", output.status);
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}

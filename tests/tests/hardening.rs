@@ -140,34 +140,13 @@ async fn connections_over_the_cap_are_refused_with_a_log_line() -> Result<()> {
     Ok(())
 }
 
-fn hash_line(token: &str) -> Result<String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new(tests::binary())
-        .arg("hash-token")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(token.as_bytes())?;
-    let output = child.wait_with_output()?;
-    anyhow::ensure!(output.status.success(), "hash-token: {}", output.status);
-    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
-}
-
 /// planner and coder (agents), ci (trigger).
 fn auth_file(dir: &std::path::Path) -> Result<String> {
-    let mut text = String::new();
-    for (name, role) in [("planner", "agent"), ("coder", "agent"), ("ci", "trigger")] {
-        text.push_str(&format!(
-            "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\n{}\n",
-            hash_line(&format!("tok-{name}"))?
-        ));
-    }
     let path = dir.join("auth.toml");
-    std::fs::write(&path, text)?;
+    tests::write_auth_file(
+        &path,
+        &[("planner", "agent"), ("coder", "agent"), ("ci", "trigger")],
+    )?;
     Ok(path.to_string_lossy().into_owned())
 }
 

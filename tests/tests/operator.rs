@@ -165,38 +165,6 @@ async fn metrics_count_messages_by_outcome_and_filter() -> Result<()> {
     Ok(())
 }
 
-fn hash_line(token: &str) -> Result<String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new(tests::binary())
-        .arg("hash-token")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("piped")?
-        .write_all(token.as_bytes())?;
-    let output = child.wait_with_output()?;
-    ensure!(output.status.success(), "hash-token: {}", output.status);
-    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
-}
-
-/// An auth file with `tok-NAME` for each (name, role).
-fn write_auth(path: &Path, tokens: &[(&str, &str)]) -> Result<()> {
-    let mut text = String::new();
-    for (name, role) in tokens {
-        text.push_str(&format!(
-            "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\n{}\n",
-            hash_line(&format!("tok-{name}"))?
-        ));
-    }
-    let temp = path.with_extension("partial");
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, path)?;
-    Ok(())
-}
-
 fn auth_path(dir: &Path) -> PathBuf {
     dir.join("auth.toml")
 }
@@ -205,7 +173,7 @@ fn auth_path(dir: &Path) -> PathBuf {
 async fn metrics_need_an_admin_token_under_auth() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let auth = auth_path(dir.path());
-    write_auth(
+    tests::write_auth_file(
         &auth,
         &[("ops", "admin"), ("coder", "agent"), ("ci", "trigger")],
     )?;
@@ -313,7 +281,7 @@ async fn health_says_only_its_status_without_a_token() -> Result<()> {
     let state = tempfile::tempdir()?;
     let dir = tempfile::tempdir()?;
     let auth = auth_path(dir.path());
-    write_auth(&auth, &[("ops", "admin")])?;
+    tests::write_auth_file(&auth, &[("ops", "admin")])?;
     let mut server = plugins
         .start(state.path(), &["--auth", auth.to_str().context("utf-8")?])
         .await?;
@@ -435,7 +403,7 @@ async fn sighup_rereads_the_auth_file() -> Result<()> {
     use nix::sys::signal::Signal;
     let dir = tempfile::tempdir()?;
     let auth = auth_path(dir.path());
-    write_auth(&auth, &[("ops", "admin"), ("coder", "agent")])?;
+    tests::write_auth_file(&auth, &[("ops", "admin"), ("coder", "agent")])?;
     let mut server = Server::bare(&["--auth", auth.to_str().context("utf-8")?]).await?;
     let base = server.base();
     let agents_status = |token: &'static str| {
@@ -448,7 +416,7 @@ async fn sighup_rereads_the_auth_file() -> Result<()> {
     ensure!(agents_status("tok-coder").await? == 200);
     ensure!(agents_status("tok-newcomer").await? == 401);
 
-    write_auth(&auth, &[("ops", "admin"), ("newcomer", "agent")])?;
+    tests::write_auth_file(&auth, &[("ops", "admin"), ("newcomer", "agent")])?;
     server.signal(Signal::SIGHUP)?;
     server.wait_log("auth file re-read").await?;
     ensure!(agents_status("tok-newcomer").await? == 200);
@@ -632,7 +600,7 @@ async fn a_permission_request_is_answered_to_exactly_the_session_that_asked() ->
     let log = state.path().join("audit.jsonl");
     let dir = tempfile::tempdir()?;
     let auth = auth_path(dir.path());
-    write_auth(
+    tests::write_auth_file(
         &auth,
         &[("ops", "admin"), ("coder", "agent"), ("other", "agent")],
     )?;

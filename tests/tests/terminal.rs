@@ -9,24 +9,6 @@ use tests::{
     terminal::{Terminal, run},
 };
 
-/// `switchboard hash-token`'s line for the auth file.
-fn hash_token(token: &str) -> Result<String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new(tests::binary())
-        .arg("hash-token")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(token.as_bytes())?;
-    let output = child.wait_with_output()?;
-    anyhow::ensure!(output.status.success(), "hash-token: {}", output.status);
-    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
-}
-
 /// rate-limit (2 a minute per sender, burst 3; a retry is 30 s away) and
 /// injection-guard, from the bundled components.
 async fn low_limit_chain() -> Result<tempfile::TempDir> {
@@ -259,18 +241,8 @@ async fn send_exit_codes_tell_outcomes_apart() -> Result<()> {
 #[tokio::test]
 async fn with_auth_join_and_send_take_the_token_from_the_environment() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut text = String::new();
-    for (name, role, token) in [
-        ("planner", "agent", "tok-planner"),
-        ("ci", "trigger", "tok-ci"),
-    ] {
-        text.push_str(&format!(
-            "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\n{}\n",
-            hash_token(token)?
-        ));
-    }
     let auth = dir.path().join("auth.toml");
-    std::fs::write(&auth, text)?;
+    tests::write_auth_file(&auth, &[("planner", "agent"), ("ci", "trigger")])?;
     let server = Server::bare(&["--auth", auth.to_str().unwrap()]).await?;
     let base = server.base();
 
