@@ -547,6 +547,21 @@ impl Agent {
         Ok(serde_json::from_str(&event.data)?)
     }
 
+    /// The contents of the next `n` channel notifications, in order.
+    pub async fn next_contents(&mut self, n: usize) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let message = self.next_message().await?;
+            let content = message["params"]["content"].as_str();
+            out.push(
+                content
+                    .context("a notification without content")?
+                    .to_owned(),
+            );
+        }
+        Ok(out)
+    }
+
     /// Asserts nothing arrives for `quiet`.
     pub async fn expect_silence(&mut self, quiet: Duration) -> Result<()> {
         match timeout(quiet, self.events.recv()).await {

@@ -34,20 +34,6 @@ async fn until_away(observer: &Agent, name: &str, waiting: u64) -> Result<()> {
     .with_context(|| format!("{name} was not listed away with {waiting} waiting"))?
 }
 
-async fn contents(agent: &mut Agent, n: usize) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let message = agent.next_message().await?;
-        out.push(
-            message["params"]["content"]
-                .as_str()
-                .context("content")?
-                .to_owned(),
-        );
-    }
-    Ok(out)
-}
-
 /// Queues `messages` from `sender` to `to`, checking each answer.
 async fn queue(sender: &Agent, to: &str, messages: &[&str]) -> Result<()> {
     for (n, message) in messages.iter().enumerate() {
@@ -93,7 +79,7 @@ async fn mail_for_an_agent_that_is_away_arrives_first_and_in_order() -> Result<(
     let sent = sender.send("coder", "four").await?;
     assert_eq!(sent.text, "Delivered to coder");
     assert_eq!(
-        contents(&mut coder, 4).await?,
+        coder.next_contents(4).await?,
         ["one", "two", "three", "four"]
     );
     coder.expect_silence(Duration::from_millis(300)).await?;
@@ -110,7 +96,7 @@ async fn mail_for_an_agent_that_is_away_arrives_first_and_in_order() -> Result<(
     queue(&sender, "coder", &["five", "six"]).await?;
     let mut again = Agent::connect_with(&server.url(), &[("x-agent-name", "coder")]).await?;
     assert_eq!(again.name, "coder");
-    assert_eq!(contents(&mut again, 2).await?, ["five", "six"]);
+    assert_eq!(again.next_contents(2).await?, ["five", "six"]);
     again.expect_silence(Duration::from_millis(300)).await?;
     Ok(())
 }
@@ -143,7 +129,7 @@ async fn a_renamed_agent_keeps_mail_and_agent_n_only_while_its_session_lives() -
         .call("rename-agent", json!({"name": "planner"}))
         .await?;
     assert!(!renamed.is_error, "{}", renamed.text);
-    assert_eq!(contents(&mut successor, 1).await?, ["for the planner"]);
+    assert_eq!(successor.next_contents(1).await?, ["for the planner"]);
     Ok(())
 }
 
@@ -177,7 +163,7 @@ async fn mail_survives(crash: bool) -> Result<()> {
     // What Claude Code does after a restart: re-open the old session's stream.
     coder.reopen_stream(false).await?;
     assert_eq!(coder.whoami().await?, "coder");
-    assert_eq!(contents(&mut coder, 3).await?, ["one", "two", "three"]);
+    assert_eq!(coder.next_contents(3).await?, ["one", "two", "three"]);
     coder.expect_silence(Duration::from_millis(300)).await?;
     server.kill().await?;
 
@@ -282,7 +268,7 @@ async fn full_inboxes_refuse_naming_the_limit() -> Result<()> {
 
     // What was refused never arrives; what was queued does.
     coder.reopen_stream(false).await?;
-    assert_eq!(contents(&mut coder, 2).await?, ["one", "two"]);
+    assert_eq!(coder.next_contents(2).await?, ["one", "two"]);
     coder.expect_silence(Duration::from_millis(300)).await?;
     Ok(())
 }

@@ -461,20 +461,6 @@ async fn come_back_as(url: &str, name: &str) -> Result<Agent> {
     }
 }
 
-async fn contents(agent: &mut Agent, n: usize) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let message = agent.next_message().await?;
-        out.push(
-            message["params"]["content"]
-                .as_str()
-                .context("content")?
-                .to_owned(),
-        );
-    }
-    Ok(out)
-}
-
 async fn queue(sender: &Agent, to: &str, messages: &[&str]) -> Result<()> {
     for (n, message) in messages.iter().enumerate() {
         let sent = sender.send(to, message).await?;
@@ -500,7 +486,7 @@ async fn mail_for_an_agent_that_left_r1_reaches_it_on_r2() -> Result<()> {
     let sent = sender.send("bob", "four").await?;
     assert_eq!(sent.text, "Delivered to bob");
     assert_eq!(
-        contents(&mut back, 4).await?,
+        back.next_contents(4).await?,
         ["one", "two", "three", "four"]
     );
     back.expect_silence(Duration::from_millis(300)).await?;
@@ -521,7 +507,7 @@ async fn mail_outlives_the_replica_that_queued_it() -> Result<()> {
     r1.server.kill().await?;
 
     let mut back = come_back_as(&r2.url(), "bob").await?;
-    assert_eq!(contents(&mut back, 2).await?, ["one", "two"]);
+    assert_eq!(back.next_contents(2).await?, ["one", "two"]);
     back.expect_silence(Duration::from_millis(300)).await?;
     drop(bob);
     Ok(())

@@ -86,6 +86,19 @@ impl State {
         self.sent.clear();
         self.sent_bytes = 0;
     }
+
+    /// Queues mail behind everything pending, numbered in arrival order.
+    fn enqueue(&mut self, mail: Vec<Queued>) {
+        for queued in mail {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.pending.push_back(Envelope {
+                seq,
+                queued,
+                handed: None,
+            });
+        }
+    }
 }
 
 pub struct Outbox {
@@ -223,15 +236,7 @@ impl Outbox {
         for envelope in resent.into_iter().rev() {
             state.pending.push_front(envelope);
         }
-        for queued in mail {
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            state.pending.push_back(Envelope {
-                seq,
-                queued,
-                handed: None,
-            });
-        }
+        state.enqueue(mail);
         drop(state);
         self.attached.send_replace(true);
         self.wake.notify_waiters();
@@ -250,15 +255,7 @@ impl Outbox {
             return;
         }
         let mut state = self.lock();
-        for queued in mail {
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            state.pending.push_back(Envelope {
-                seq,
-                queued,
-                handed: None,
-            });
-        }
+        state.enqueue(mail);
         drop(state);
         self.wake.notify_waiters();
     }
