@@ -5,53 +5,19 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use tests::{Agent, Server, Session};
 
-fn sha256_line(token: &str) -> String {
-    let output = std::process::Command::new(tests::binary())
-        .arg("hash-token")
-        .stdin_bytes(token)
-        .expect("hash-token runs");
-    output.trim().to_owned()
-}
-
-/// Runs a command with `input` on stdin and returns its stdout.
-trait StdinBytes {
-    fn stdin_bytes(&mut self, input: &str) -> Result<String>;
-}
-
-impl StdinBytes for std::process::Command {
-    fn stdin_bytes(&mut self, input: &str) -> Result<String> {
-        use std::io::Write;
-        let mut child = self
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.as_bytes())?;
-        let output = child.wait_with_output()?;
-        anyhow::ensure!(output.status.success(), "exit {}", output.status);
-        Ok(String::from_utf8(output.stdout)?)
-    }
-}
-
-/// An auth file with tokens for planner (agent), ci (trigger), root (admin).
+/// An auth file with tokens for planner and coder (agents), ci (trigger),
+/// root (admin).
 fn auth_file(dir: &std::path::Path) -> Result<std::path::PathBuf> {
-    let mut text = String::new();
-    for (name, role, token) in [
-        ("planner", "agent", "tok-planner"),
-        ("coder", "agent", "tok-coder"),
-        ("ci", "trigger", "tok-ci"),
-        ("root", "admin", "tok-root"),
-    ] {
-        text.push_str(&format!(
-            "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\n{}\n",
-            sha256_line(token)
-        ));
-    }
     let path = dir.join("auth.toml");
-    std::fs::write(&path, text)?;
+    tests::write_auth_file(
+        &path,
+        &[
+            ("planner", "agent"),
+            ("coder", "agent"),
+            ("ci", "trigger"),
+            ("root", "admin"),
+        ],
+    )?;
     Ok(path)
 }
 
