@@ -43,8 +43,11 @@ pub fn binary() -> &'static Path {
             .expect("target/<profile>");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // The same selection as `cargo test --workspace` (dev-dependencies
+        // included), so after it this is a no-op: `-p server` alone resolves
+        // other features for shared dependencies and rebuilds dozens of them.
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "server", "--bin", "switchboard"]);
+        build.args(["build", "--quiet", "--workspace", "--all-targets"]);
         if release {
             build.arg("--release");
         }
