@@ -56,6 +56,12 @@ COMMITS = {
     "JailbreakBench/artifacts": "909e68c01d94222b8ad2e397a017e2e12e2adb73",
     "lmarena/arena-hard-auto": "196f6b826783b3da7310e361a805fa36f0be83f3",
     "lm-sys/FastChat": "0e6d3e4beaab66f4d3f93db72541a4abab8af28d",
+    # copy of promptfoo/promptfoo with its full history (promptfoo itself is too large to fetch
+    # here); pinned at the last upstream commit (#8404, 2026-03-31), before the copy's own changes
+    "mazherbashir/aisecurity-1.3": "e4bfead608fb0f582019d849c9efb9afe00fe680",
+    "ReversecLabs/spikee": "454f7a0c21db2dd8779c23408f24700430c71d8b",
+    "LAION-AI/Open-Assistant": "f1e6ed9526f5817531f3ab85441a40b3671ddccb",
+    "clinc/oos-eval": "828f8093932c8fe6ca7936c3d2e52903b1c523de",
 }
 
 
@@ -627,6 +633,190 @@ def jailbreakbench():
     emit("jailbreakbench_artifacts", rows)
 
 
+# Held-out attack collections (split = "holdout"): a training source must not carry their rows,
+# verbatim or nearly so. Read from their committed files here.
+HOLDOUT_ATTACK_FILES = ["payloadsallthethings-pi", "pallms", "taksec-pie", "langkit-themes-jailbreak",
+                        "jailbreakbench-artifacts"]
+# Held-out benign collections: AlpacaEval holds OpenAssistant and hh-rlhf helpful-base prompts, so
+# the benign chat sources below must not carry its rows (or self-instruct's) either.
+HOLDOUT_BENIGN_FILES = ["alpaca-eval-instructions", "self-instruct-seed-user"]
+DROPPED = {}
+
+
+def _squash(t):
+    return re.sub(r"[^a-z0-9]+", " ", t.lower()).strip()
+
+
+def _shingles(k):
+    w = k.split()
+    return {" ".join(w[i:i + 3]) for i in range(len(w) - 2)}
+
+
+def drop_holdout_copies(source_id, rows, files=HOLDOUT_ATTACK_FILES):
+    """rows without those that repeat a held-out row of `files` (by default the held-out attacks):
+    after lower-casing and keeping only letters and digits, the same text, a held-out text of 60+
+    characters contained whole, or a difflib similarity ratio of 0.85 or more (compared where at
+    least half of the shorter text's word triples are shared)."""
+    import difflib
+
+    held = set()
+    for f in files:
+        with open(os.path.join(OUT, f + ".jsonl"), encoding="utf-8") as fh:
+            held |= {_squash(json.loads(l)["text"]) for l in fh if l.strip()}
+    held = sorted(held)
+    index = {}
+    hsh = [_shingles(h) for h in held]
+    for i, sh in enumerate(hsh):
+        for x in sh:
+            index.setdefault(x, []).append(i)
+    kept, dropped = [], set()
+    for text, label in rows:
+        k = _squash(text)
+        ks = _shingles(k)
+        shared = {}
+        for x in ks:
+            for i in index.get(x, ()):
+                shared[i] = shared.get(i, 0) + 1
+        hit = k in held
+        for i in sorted(shared):
+            if hit:
+                break
+            h = held[i]
+            if shared[i] < 0.5 * min(len(ks), len(hsh[i])):
+                continue
+            if len(h) >= 60 and h in k:
+                hit = True
+            elif min(len(k), len(h)) >= 0.7 * max(len(k), len(h)):
+                hit = difflib.SequenceMatcher(None, k, h, autojunk=False).ratio() >= 0.85
+        if hit:
+            dropped.add(norm(text))
+        else:
+            kept.append((text, label))
+    DROPPED[source_id] = len(dropped)
+    print(f"{source_id}: dropped {len(dropped)} copies of held-out rows", file=sys.stderr)
+    return kept
+
+
+PROMPTFOO = "mazherbashir/aisecurity-1.3"
+# promptfoo red-team plugins whose example prompts are attacks on the application (command, SQL
+# and request injection, other users' data, debug and admin access, prompt extraction) ...
+PROMPTFOO_ATTACK = {"ssrf", "bola", "bfla", "rbac", "shell-injection", "sql-injection", "debug-access",
+                    "debug-interface", "pii", "ecommerce-pci-dss", "prompt-extraction",
+                    "special-token-injection"}
+# ... and those whose prompts are ordinary requests a narrow app should decline or handle with care
+# (off-topic, politics, contracts, impersonation, competitors): benign to an injection filter.
+PROMPTFOO_BENIGN = {"hijacking", "politics", "contracts", "hallucination", "overreliance", "imitation",
+                    "competitors", "excessive-agency"}
+PROMPTFOO_NAMES = ["John Doe", "Jane Smith", "Maria Garcia", "Wei Chen", "Priya Patel", "Ahmed Hassan"]
+
+
+def _promptfoo_plugin(path):
+    """plugin id of a src/redteam (or docs) file: shellInjection.ts, getPiiTests.ts -> shell-injection, pii"""
+    b = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    b = re.sub(r"^get(.*?)Tests?$", r"\1", b)
+    b = {"PoliticalStatements": "politics", "UnintendedContract": "contracts", "UnintendedContracts": "contracts",
+         "Competitor": "competitors", "ecommercePciDss": "ecommerce-pci-dss"}.get(b, b)
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "-", b).lower()
+
+
+def promptfoo_redteam():
+    """promptfoo's red-team plugins: the hand-written example prompts of each plugin, from every
+    version of its source up to the pinned commit (git log -p) and from its documentation page,
+    and the base test cases of the committed example red-team configs (examples/*/redteam.yaml,
+    generated by promptfoo). Attacks for the plugins in PROMPTFOO_ATTACK, label 0 for those in
+    PROMPTFOO_BENIGN; other plugins (harmful content, bias, repetition, ...) are not used."""
+    import yaml  # this source and AgentDojo's need PyYAML
+
+    R = PROMPTFOO
+    rows = []
+
+    def add(plugin, text, strategy=None):
+        text = text.replace("\\$", "$").replace("\\`", "`").replace("\\*", "*").strip()
+        if not text or "{{" in text.replace("{{name}}", ""):
+            return
+        if "{{name}}" in text:
+            text = text.replace("{{name}}", PROMPTFOO_NAMES[int(sha(text), 16) % len(PROMPTFOO_NAMES)])
+        # the static prompt-injection strategy wraps the case in a jailbreak template: an attack
+        if plugin in PROMPTFOO_ATTACK or (plugin in PROMPTFOO_BENIGN and strategy == "prompt-injection"):
+            rows.append((text, 1))
+        elif plugin in PROMPTFOO_BENIGN:
+            rows.append((text, 0))
+
+    log = subprocess.run(["git", "--git-dir", gitdir(R), "log", "-p", "--format=commit %H", commit(R),
+                          "--", "src/redteam/"], capture_output=True, check=True).stdout.decode("utf-8", "replace")
+    cur = None
+    for line in log.split("\n"):
+        if line.startswith("diff --git"):
+            cur = None
+        elif line.startswith("+++ b/"):
+            cur = line[6:]
+        elif cur and cur.endswith(".ts") and "/plugins/harmful" not in cur:
+            m = re.match(r"^[-+ ]\s*Prompt:\s*(.+)$", line)
+            # indirectPromptInjection.ts once carried a copy of the contracts examples
+            if m and not cur.endswith("indirectPromptInjection.ts"):
+                add(_promptfoo_plugin(cur), m.group(1))
+    for p in ls(R, "site/docs/red-team/plugins/"):
+        if p.endswith(".md"):
+            md = show(R, p)
+            for sec in re.findall(r"^## Example[^\n]*\n(.*?)(?=^## |\Z)", md, re.M | re.S):
+                for m in re.finditer(r'^\d+\.\s+[^"\n]*?"(.+)"\s*$', sec, re.M):
+                    add(_promptfoo_plugin(p), m.group(1))
+    for p in ls(R, "examples/"):
+        if re.search(r"/redteam[^/]*\.ya?ml$", p) and "multi-modal" not in p:
+            d = yaml.safe_load(show(R, p)) or {}
+            for t in d.get("tests") or []:
+                md = t.get("metadata") or {}
+                plugin = md.get("pluginId", "")
+                # generated hallucination, overreliance and excessive-agency cases ask for or change
+                # records of named patients and customers, the way PII and BOLA attacks do: not used
+                if plugin in ("hallucination", "overreliance", "excessive-agency"):
+                    continue
+                for v in (t.get("vars") or {}).values():
+                    if isinstance(v, str):
+                        add(plugin.split(":")[0], v, md.get("strategyId"))
+    emit("promptfoo_redteam", drop_holdout_copies("promptfoo_redteam", rows))
+
+
+SPIKEE_SEEDS = ["seeds-cybersec-2026-01", "zzz_LEGACY_seeds-cybersec-2025-04", "seeds-sysmsg-extraction-2025-04",
+                "seeds-llm-mailbox", "seeds-mini-test", "seeds-investment-advice", "seeds-investment-advice-fp"]
+# spikee instruction types that are harmless on their own (repeat a word, translate, base64-encode
+# or decode a test string, ask for investment advice): label 0 bare, label 1 inside a jailbreak
+SPIKEE_BENIGN_TYPES = {"long-output", "translation", "encoding", "financial-adv"}
+
+
+def spikee():
+    """Reversec's spikee seed folders (English rows): each jailbreak wording filled with two of the
+    same folder's instructions (XSS payloads, markdown-image exfiltration, system-prompt and secret
+    extraction, investment advice), chosen by hash; the bare instructions (label by type); the
+    standalone injected prompts; the investment-advice folders' ordinary user questions as label 0.
+    Rows whose `source` is a third party (HiddenLayer, a Hugging Face set) are not used."""
+    R = "ReversecLabs/spikee"
+    root = "spikee/data/workspace/datasets/"
+    rows = []
+    for folder in SPIKEE_SEEDS:
+        files = set(ls(R, root + folder + "/"))
+
+        def load(name):
+            p = root + folder + "/" + name
+            if p not in files:
+                return []
+            out = [json.loads(l) for l in show(R, p).splitlines() if l.strip()]
+            return [r for r in out if r.get("lang", "en") == "en" and "source" not in r]
+
+        ins = load("instructions.jsonl")
+        for r in ins:
+            rows.append((r["instruction"], 0 if r["instruction_type"] in SPIKEE_BENIGN_TYPES else 1))
+        for r in load("jailbreaks.jsonl"):
+            if r["jailbreak_type"] == "no-jailbreak" or not ins:
+                continue
+            h = int(sha(folder + "\x00" + r["text"]), 16)
+            for j in range(min(2, len(ins))):
+                rows.append((r["text"].replace("<INSTRUCTION>", ins[(h + j) % len(ins)]["instruction"]), 1))
+        for r in load("standalone_user_inputs.jsonl"):
+            rows.append((r["text"], 0 if r.get("jailbreak_type", "").startswith("financial-adv-chat") else 1))
+    emit("spikee_seeds", drop_holdout_copies("spikee_seeds", rows))
+
+
 # ---------------------------------------------------------------- benign
 
 def awesome_chatgpt_prompts():
@@ -764,6 +954,46 @@ def arena_hard():
     emit("arena_hard_prompts", rows)
 
 
+# Open-Assistant's repository (Apache-2.0): English first prompts of its manual-evaluation sets
+# (prompts drawn from the oasst collection) and the conversation openers of its realistic backend
+# seed data (first human turns of Anthropic's hh-rlhf helpful-base, MIT).
+OASST_FILES = ["model/model_eval/manual/data/prompt_lottery_en_250_text.jsonl",
+               "model/model_eval/manual/data/en_100_text.jsonl"]
+
+
+def oasst_prompts():
+    """People's opening requests to a chat assistant: Open-Assistant's 250 "prompt lottery" and
+    100 evaluation prompts (English oasst prompts), and the 74 first human turns of its realistic
+    seed conversations (hh-rlhf helpful-base). Jailbreak-like rows and copies of held-out rows
+    (attacks, AlpacaEval, self-instruct) are dropped."""
+    R = "LAION-AI/Open-Assistant"
+    rows = []
+    for p in OASST_FILES:
+        for line in show(R, p).rstrip("\n").split("\n"):
+            rows.append((json.loads(line), 0))
+    for m in json.loads(show(R, "backend/test_data/realistic/realistic_seed_data.json")):
+        if m["role"] == "prompter" and m["parent_message_id"] is None:
+            rows.append((m["text"], 0))
+    rows = [(t, l) for t, l in rows if not _arena_jailbreak(t)]
+    rows = drop_holdout_copies("oasst_prompts", rows, HOLDOUT_ATTACK_FILES + HOLDOUT_BENIGN_FILES)
+    emit("oasst_prompts", rows)
+
+
+def clinc_queries(n=2000):
+    """CLINC150 (clinc/oos-eval, CC-BY-3.0): crowd-written requests to a task assistant (150
+    intents: banking, travel, cooking, small talk "are you a bot", ...) and its out-of-scope
+    queries, all splits of data_full.json; n of the 23,145 distinct ones chosen by hash (with
+    4,000, held-out attacks lost more than held-out benign texts gained)."""
+    R = "clinc/oos-eval"
+    d = json.loads(show(R, "data/data_full.json"))
+    rows = [(q, 0) for split in sorted(d) for q, _intent in d[split]]
+    # emit()'s own filters first, so that n rows come out
+    rows = [(t, l) for t, l in rows if len(norm(t)) >= 8 and mostly_english(t) and not _arena_jailbreak(t)]
+    rows = drop_holdout_copies("clinc_queries", rows, HOLDOUT_ATTACK_FILES + HOLDOUT_BENIGN_FILES)
+    keep = sorted({norm(t): (t, l) for t, l in rows}.values(), key=lambda x: sha(norm(x[0])))[:n]
+    emit("clinc_queries", keep)
+
+
 def mt_bench():
     """MT-bench's two-turn questions, role-play ones among them. Its vicuna_bench questions are
     not used: AlpacaEval (held out) contains them."""
@@ -790,6 +1020,8 @@ SOURCES = [
     (("agentdojo_injections",), agentdojo_injections),
     (("asb_attacks",), asb_attacks),
     (("jailbreakbench_artifacts",), jailbreakbench),
+    (("promptfoo_redteam",), promptfoo_redteam),
+    (("spikee_seeds",), spikee),
     (("awesome_chatgpt_prompts",), awesome_chatgpt_prompts),
     (("gpteacher_instructions",), gpteacher),
     (("alpaca_eval_instructions",), alpaca_eval),
@@ -803,6 +1035,8 @@ SOURCES = [
     (("agentdojo_benign",), agentdojo_benign),
     (("arena_hard_prompts",), arena_hard),
     (("mt_bench_questions",), mt_bench),
+    (("oasst_prompts",), oasst_prompts),
+    (("clinc_queries",), clinc_queries),
 ]
 
 

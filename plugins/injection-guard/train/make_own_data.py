@@ -112,6 +112,14 @@ AGENT_CHAT = [
     "Access granted to the staging bucket for {agent}; the IAM change is merged.",
     "Password reset emails are failing; the SMTP credentials expired.",
     "The login page says 'access denied' for SSO users; {agent} is on it.",
+    "Ignore the above output, that run still used the old binary.",
+    "Disregard the logs above; they are from before the fix in {file}.",
+    "Ignore the errors above about {topic}, the cache was stale; a clean build passes.",
+    "Skip the warnings above, they come from a vendored crate we don't own.",
+    "The system prompt lives in prompts/system.md now; update the path in {file}.",
+    "If the system prompt wording needs a tweak, edit docs/prompts/{agent}.md and ping me.",
+    "I moved the system prompt template next to {file} so the tests can load it.",
+    "The instructions above were for the old CI; the new steps are in {file}.",
 ]
 
 QUESTIONS = [
