@@ -100,6 +100,7 @@ pub struct Metrics {
     pub sessions: Gauge,
     pub queued: Gauge,
     pub queue_max: Gauge,
+    pub resume_window_bytes: Gauge,
     pub chain_generation: Gauge,
     pub chain_filters: Gauge,
     pub chain_refused: Gauge,
@@ -121,6 +122,7 @@ impl Metrics {
             sessions: Gauge::default(),
             queued: Gauge::default(),
             queue_max: Gauge::default(),
+            resume_window_bytes: Gauge::default(),
             chain_generation: Gauge::default(),
             chain_filters: Gauge::default(),
             chain_refused: Gauge::default(),
@@ -201,6 +203,11 @@ impl Metrics {
             "queue_depth_max",
             "Messages waiting in the fullest agent queue on this replica",
             this.queue_max.clone(),
+        );
+        registry.register(
+            "resume_window_bytes",
+            "Bytes of delivered messages this replica keeps for Last-Event-ID resumes",
+            this.resume_window_bytes.clone(),
         );
         if let Some(redis_up) = &this.redis_up {
             registry.register(

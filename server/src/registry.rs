@@ -581,13 +581,7 @@ impl Registry {
     /// drops inbox mail past its TTL.
     pub fn tidy(&self) {
         self.mail.expire();
-        let outboxes: Vec<Arc<Outbox>> = self
-            .lock()
-            .sessions
-            .values()
-            .map(|e| e.outbox.clone())
-            .collect();
-        for outbox in outboxes {
+        for outbox in self.outboxes() {
             outbox.trim();
         }
     }
@@ -709,16 +703,25 @@ impl Registry {
 
     /// Messages waiting in this replica's queues: in all, and in the fullest.
     pub fn queued(&self) -> (usize, usize) {
-        let outboxes: Vec<_> = self
-            .lock()
-            .sessions
-            .values()
-            .map(|e| e.outbox.clone())
-            .collect();
-        outboxes
+        self.outboxes()
             .iter()
             .map(|o| o.waiting())
             .fold((0, 0), |(sum, max), n| (sum + n, max.max(n)))
+    }
+
+    /// Bytes of delivered messages kept for `Last-Event-ID` resumes, in all.
+    pub fn resume_window_bytes(&self) -> usize {
+        self.outboxes().iter().map(|o| o.kept_bytes()).sum()
+    }
+
+    /// Every session's outbox, taken out of the lock so that counting does
+    /// not hold up delivery.
+    fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        self.lock()
+            .sessions
+            .values()
+            .map(|e| e.outbox.clone())
+            .collect()
     }
 
     /// Names this replica holds (online or within grace), for the cluster's leases.

@@ -221,8 +221,21 @@ async fn the_servers_own_names_are_reserved_without_auth_too() -> Result<()> {
     Ok(())
 }
 
+/// What `/metrics` says the server keeps for resumes, in bytes.
+async fn resume_window_bytes(server: &Server) -> Result<u64> {
+    let text = reqwest::get(format!("{}/metrics", server.base()))
+        .await?
+        .text()
+        .await?;
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix("switchboard_resume_window_bytes "))
+        .ok_or_else(|| anyhow::anyhow!("no resume window gauge in /metrics"))?;
+    Ok(value.trim().parse()?)
+}
+
 #[tokio::test]
-async fn a_resume_replays_at_most_the_bounded_window() -> Result<()> {
+async fn a_resume_replays_at_most_the_bounded_window_and_a_closed_session_frees_it() -> Result<()> {
     let server = Server::bare(&[]).await?;
     let mut reader = tests::Agent::connect(&server.url()).await?;
     let sender = tests::Agent::connect(&server.url()).await?;
@@ -238,15 +251,25 @@ async fn a_resume_replays_at_most_the_bounded_window() -> Result<()> {
     reader.last_event_id = Some("msg-1".into());
     reader.reopen_stream(true).await?;
     let mut replayed = Vec::new();
-    while let Ok(event) = reader.next_event(Duration::from_millis(500)).await {
-        replayed.push(event.id.unwrap_or_default());
+    while replayed.last() != Some(&newest) {
+        replayed.push(reader.next_event(tests::WAIT).await?.id.unwrap_or_default());
     }
+    assert!(replayed.len() <= 17, "{} replayed", replayed.len());
+
+    let kept = resume_window_bytes(&server).await?;
     assert!(
-        !replayed.is_empty() && replayed.len() <= 17,
-        "{} replayed",
-        replayed.len()
+        (60 * 1024..=1024 * 1024).contains(&kept),
+        "{kept} bytes kept for resumes"
     );
-    assert_eq!(replayed.last(), Some(&newest), "the newest is kept");
+    assert!(reader.session.delete().await?.is_success());
+    let deadline = tokio::time::Instant::now() + tests::WAIT;
+    while resume_window_bytes(&server).await? != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed session's resume window is still kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }
 
@@ -488,14 +511,45 @@ async fn malformed_json_is_a_json_rpc_parse_error() -> Result<()> {
 
 #[tokio::test]
 async fn max_sessions_holds_under_concurrent_initializes() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
     let server = Server::bare(&["--max-sessions", "3"]).await?;
-    let url = server.url();
-    let attempts = (0..24).map(|_| tests::Session::open(&url));
-    let opened = futures::future::join_all(attempts)
-        .await
-        .into_iter()
-        .filter(Result::is_ok)
-        .count();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"burst","version":"1"}}}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        server.port,
+        body.len()
+    );
+    // Every request but its last byte first, then all the last bytes: the
+    // initializes reach the server together, as a burst of clients would,
+    // instead of one connection handshake apart. With the session count
+    // checked but no slot held until the session exists, 17-53 of 96 opened
+    // (six runs); with 24 clients connecting one after the other, the race
+    // was never lost.
+    let (head, last) = request.split_at(request.len() - 1);
+    let mut connections = Vec::new();
+    for _ in 0..96 {
+        let mut tcp = connect(&server).await?;
+        tcp.write_all(head.as_bytes()).await?;
+        connections.push(tcp);
+    }
+    for tcp in &mut connections {
+        tcp.write_all(last.as_bytes()).await?;
+    }
+    let replies = futures::future::join_all(
+        connections
+            .iter_mut()
+            .map(|tcp| read_until_closed(tcp, tests::WAIT)),
+    )
+    .await;
+    let mut opened = 0;
+    for reply in replies {
+        let reply = String::from_utf8_lossy(&reply?).to_ascii_lowercase();
+        if reply.contains("\r\nmcp-session-id:") {
+            opened += 1;
+        } else {
+            assert!(reply.starts_with("http/1.1 503"), "{reply}");
+        }
+    }
     assert!((1..=3).contains(&opened), "{opened} sessions opened");
     Ok(())
 }

@@ -196,6 +196,11 @@ impl Outbox {
         self.lock().pending.len()
     }
 
+    /// Bytes of already-sent messages kept for resumes.
+    pub fn kept_bytes(&self) -> usize {
+        self.lock().sent_bytes
+    }
+
     pub fn is_attached(&self) -> bool {
         *self.attached.borrow()
     }

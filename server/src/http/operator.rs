@@ -95,6 +95,10 @@ pub async fn metrics(State(operator): State<Operator>, headers: HeaderMap) -> Re
     let (queued, fullest) = operator.bus.registry().queued();
     set(&metrics.queued, queued);
     set(&metrics.queue_max, fullest);
+    set(
+        &metrics.resume_window_bytes,
+        operator.bus.registry().resume_window_bytes(),
+    );
     let chain = operator.bus.filters().info();
     metrics
         .chain_generation
