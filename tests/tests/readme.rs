@@ -1,0 +1,166 @@
+//! The README's trigger examples, run as printed against the real binary. In
+//! a command block, the `# …` lines after a command are what it prints (`…`
+//! stands for anything, a trailing `(HTTP 202)` is a remark); the test reads
+//! them from the README itself, so an example that drifts from the code fails
+//! here.
+
+use anyhow::{Context, Result, bail, ensure};
+use tests::{Agent, Server, terminal::Terminal};
+
+/// A command and the lines it is documented to print.
+#[derive(Debug)]
+struct Step {
+    command: String,
+    printed: Vec<String>,
+}
+
+fn readme() -> Result<String> {
+    Ok(std::fs::read_to_string(
+        tests::repo_root().join("README.md"),
+    )?)
+}
+
+/// The `sh` block whose first command starts with `first`.
+fn block(readme: &str, first: &str) -> Result<Vec<Step>> {
+    let body = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(body, _)| body))
+        .find(|body| body.starts_with(first))
+        .with_context(|| format!("no sh block starting with {first:?} in the README"))?;
+    let mut steps: Vec<Step> = Vec::new();
+    let mut continued = false;
+    for line in body.lines() {
+        if let Some(printed) = line.strip_prefix("# ") {
+            steps
+                .last_mut()
+                .context("a `#` line before any command")?
+                .printed
+                .push(printed.to_owned());
+        } else if continued {
+            let step = steps
+                .last_mut()
+                .context("a continuation without a command")?;
+            step.command.push('\n');
+            step.command.push_str(line);
+        } else {
+            steps.push(Step {
+                command: line.to_owned(),
+                printed: Vec::new(),
+            });
+        }
+        continued = line.ends_with('\\');
+    }
+    Ok(steps)
+}
+
+/// Whether `line` is what `expected` documents: `…` matches anything, and a
+/// remark in parentheses after two or more spaces is not printed.
+fn matches(expected: &str, line: &str) -> bool {
+    let expected = match expected.split_once("  ") {
+        Some((printed, remark)) if remark.trim_start().starts_with('(') => printed,
+        _ => expected,
+    };
+    let mut parts = expected.split('…');
+    let Some(head) = parts.next() else {
+        return true;
+    };
+    let Some(mut rest) = line.strip_prefix(head) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Runs each step with `bash` in the way a reader would, `switchboard` on the
+/// PATH and `localhost:3000` meaning the test's server, and checks that its
+/// output holds the documented lines in order.
+async fn run(steps: &[Step], server: &Server) -> Result<()> {
+    let bin_dir = tests::binary().parent().context("binary folder")?;
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for step in steps {
+        let command = step
+            .command
+            .replace("localhost:3000", &format!("127.0.0.1:{}", server.port));
+        let output = tokio::time::timeout(
+            tests::WAIT,
+            tokio::process::Command::new("bash")
+                .args(["-euo", "pipefail", "-c", &command])
+                .env("PATH", &path)
+                .env("SWITCHBOARD_URL", server.base())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .with_context(|| format!("{command} did not finish"))??;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        ensure!(
+            output.status.success(),
+            "{command}: {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut lines = stdout.lines();
+        for expected in &step.printed {
+            if !lines.any(|line| matches(expected, line)) {
+                bail!("{command}\nprinted:\n{stdout}\nnot as the README says: {expected}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn documented_output_matches_with_ellipses_and_remarks() {
+    assert!(matches(
+        r#"{"id":"…","delivered_to":"planner","rewritten_by":[]}      (HTTP 202)"#,
+        r#"{"id":"19ad-1","delivered_to":"planner","rewritten_by":[]}"#
+    ));
+    assert!(matches("planner", "planner"));
+    assert!(!matches("planner", "planners"));
+    assert!(!matches(r#"{"id":"…","x":1}"#, r#"{"id":"a","x":2}"#));
+}
+
+#[tokio::test]
+async fn the_trigger_examples_work_as_printed() -> Result<()> {
+    let readme = readme()?;
+    let server = Server::start(&[]).await?;
+    // The room the README describes: coder online, then a person joins.
+    let _coder = Agent::connect_with(&server.url(), &[("X-Agent-Name", "coder")]).await?;
+    let join = block(&readme, "switchboard join planner")?;
+    ensure!(join.len() == 1, "{join:?}");
+    let mut planner = Terminal::join(&server.base(), "planner", &[]).await?;
+    for printed in &join[0].printed {
+        planner.expect(printed).await?;
+    }
+
+    run(&block(&readme, "switchboard send --to planner")?, &server).await?;
+    let arrived =
+        "webhook: CI: build 1234 failed on main  [kind=webhook, severity=info, build=1234]";
+    ensure!(
+        readme.contains(&format!("`{arrived}`")),
+        "the README no longer shows what planner's terminal prints"
+    );
+    planner.expect(arrived).await?;
+
+    run(
+        &block(&readme, "curl -s localhost:3000/v1/messages")?,
+        &server,
+    )
+    .await?;
+    planner.expect(arrived).await?;
+    Ok(())
+}
