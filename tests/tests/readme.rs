@@ -1,8 +1,10 @@
-//! The README's trigger examples, run as printed against the real binary. In
-//! a command block, the `# …` lines after a command are what it prints (`…`
-//! stands for anything, a trailing `(HTTP 202)` is a remark); the test reads
-//! them from the README itself, so an example that drifts from the code fails
-//! here.
+//! The README's command examples, run as printed against the real binary. In
+//! a command block, the `# …` lines after a command (or a `# prints: …`
+//! comment on its line) are what it prints (`…` stands for anything, a
+//! trailing `(HTTP 202)` is a remark); the test reads them from the README
+//! itself, so an example that drifts from the code fails here.
+//! `cargo run -q -p server --` runs as `switchboard`, which the README says
+//! it stands for.
 
 use anyhow::{Context, Result, bail, ensure};
 use tests::{Agent, Server, terminal::Terminal};
@@ -44,9 +46,13 @@ fn block(readme: &str, first: &str) -> Result<Vec<Step>> {
             step.command.push('\n');
             step.command.push_str(line);
         } else {
+            let (command, printed) = match line.split_once("# prints: ") {
+                Some((command, printed)) => (command.trim_end(), vec![printed.to_owned()]),
+                None => (line, Vec::new()),
+            };
             steps.push(Step {
-                command: line.to_owned(),
-                printed: Vec::new(),
+                command: command.to_owned(),
+                printed,
             });
         }
         continued = line.ends_with('\\');
@@ -81,10 +87,16 @@ fn matches(expected: &str, line: &str) -> bool {
     rest.is_empty()
 }
 
-/// Runs each step with `bash` in the way a reader would, `switchboard` on the
-/// PATH and `localhost:3000` meaning the test's server, and checks that its
-/// output holds the documented lines in order.
-async fn run(steps: &[Step], server: &Server) -> Result<()> {
+/// Runs each step with `bash` in `dir` the way a reader would, `switchboard`
+/// on the PATH and `localhost:3000` meaning the test's server, with extra
+/// environment, and checks that its output holds the documented lines in
+/// order.
+async fn run(
+    steps: &[Step],
+    server: Option<&Server>,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Result<()> {
     let bin_dir = tests::binary().parent().context("binary folder")?;
     let path = format!(
         "{}:{}",
@@ -92,20 +104,22 @@ async fn run(steps: &[Step], server: &Server) -> Result<()> {
         std::env::var("PATH").unwrap_or_default()
     );
     for step in steps {
-        let command = step
+        let mut command = step
             .command
-            .replace("localhost:3000", &format!("127.0.0.1:{}", server.port));
-        let output = tokio::time::timeout(
-            tests::WAIT,
-            tokio::process::Command::new("bash")
-                .args(["-euo", "pipefail", "-c", &command])
-                .env("PATH", &path)
-                .env("SWITCHBOARD_URL", server.base())
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .with_context(|| format!("{command} did not finish"))??;
+            .replace("cargo run -q -p server -- ", "switchboard ");
+        let mut bash = tokio::process::Command::new("bash");
+        if let Some(server) = server {
+            command = command.replace("localhost:3000", &format!("127.0.0.1:{}", server.port));
+            bash.env("SWITCHBOARD_URL", server.base());
+        }
+        bash.args(["-euo", "pipefail", "-c", &command])
+            .current_dir(dir)
+            .env("PATH", &path)
+            .envs(env.iter().copied())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(tests::WAIT, bash.output())
+            .await
+            .with_context(|| format!("{command} did not finish"))??;
         let stdout = String::from_utf8_lossy(&output.stdout);
         ensure!(
             output.status.success(),
@@ -147,7 +161,9 @@ async fn the_trigger_examples_work_as_printed() -> Result<()> {
         planner.expect(printed).await?;
     }
 
-    run(&block(&readme, "switchboard send --to planner")?, &server).await?;
+    let root = tests::repo_root();
+    let send = block(&readme, "switchboard send --to planner")?;
+    run(&send, Some(&server), &root, &[]).await?;
     let arrived =
         "webhook: CI: build 1234 failed on main  [kind=webhook, severity=info, build=1234]";
     ensure!(
@@ -156,11 +172,36 @@ async fn the_trigger_examples_work_as_printed() -> Result<()> {
     );
     planner.expect(arrived).await?;
 
-    run(
-        &block(&readme, "curl -s localhost:3000/v1/messages")?,
-        &server,
-    )
-    .await?;
+    let curl = block(&readme, "curl -s localhost:3000/v1/messages")?;
+    run(&curl, Some(&server), &root, &[]).await?;
     planner.expect(arrived).await?;
     Ok(())
+}
+
+#[tokio::test]
+async fn the_token_hash_example_prints_a_hash() -> Result<()> {
+    let steps = block(
+        &readme()?,
+        "echo \"$PLANNER_TOKEN\" | cargo run -q -p server -- hash-token",
+    )?;
+    ensure!(steps[0].printed == ["sha256 = \"…\""], "{steps:?}");
+    let root = tests::repo_root();
+    run(&steps, None, &root, &[("PLANNER_TOKEN", "planner-secret")]).await
+}
+
+/// "Testing a policy": a reader's own `my-chain.toml` next to the repository's
+/// `plugins/`, tried on the bundled corpus.
+#[tokio::test]
+async fn the_policy_check_example_runs_on_a_chain_of_ones_own() -> Result<()> {
+    tokio::task::spawn_blocking(tests::ensure_plugins_built).await?;
+    let steps = block(&readme()?, "cargo run -q -p server -- check")?;
+    let root = tests::repo_root();
+    let dir = tempfile::tempdir()?;
+    std::os::unix::fs::symlink(root.join("plugins"), dir.path().join("plugins"))?;
+    std::fs::write(
+        dir.path().join("my-chain.toml"),
+        std::fs::read_to_string(root.join("plugins/chain.toml"))?
+            .replace("component = \"", "component = \"plugins/"),
+    )?;
+    run(&steps, None, dir.path(), &[]).await
 }
