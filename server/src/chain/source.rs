@@ -15,6 +15,14 @@ use super::config::FilterSpec;
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(
+        "filter {filter:?} has no component at {component} and its source folder {source_dir} does not exist; fix `component` and `source` in the chain file (they are relative to it)"
+    )]
+    Missing {
+        filter: String,
+        component: PathBuf,
+        source_dir: PathBuf,
+    },
+    #[error(
         "cannot run cargo to build filter {filter:?} ({source}); install Rust from https://rustup.rs or build the component yourself and pass --no-build"
     )]
     Spawn {
@@ -39,6 +47,15 @@ pub fn build_stale(chain_dir: &Path, specs: &[FilterSpec]) -> Result<(), BuildEr
         let Some(source) = &spec.source else { continue };
         if !is_stale(source, &spec.component) {
             continue;
+        }
+        // Otherwise cargo's spawn fails in a folder that is not there, which
+        // reads as if cargo were missing.
+        if !source.is_dir() {
+            return Err(BuildError::Missing {
+                filter: spec.name.clone(),
+                component: spec.component.clone(),
+                source_dir: source.clone(),
+            });
         }
         tracing::info!(
             plugin = %spec.name,
@@ -134,6 +151,22 @@ mod tests {
             .unwrap()
             .set_modified(time)
             .unwrap();
+    }
+
+    #[test]
+    fn a_missing_source_folder_is_named_not_blamed_on_cargo() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = FilterSpec {
+            source: Some(dir.path().join("no-such-crate")),
+            ..crate::chain::config::parse(
+                &dir.path().join("chain.toml"),
+                "[[filter]]\nname = \"f\"\ncomponent = \"f.wasm\"\n",
+            )
+            .unwrap()
+            .remove(0)
+        };
+        let error = build_stale(dir.path(), &[spec]).unwrap_err().to_string();
+        assert!(error.contains("no-such-crate does not exist"), "{error}");
     }
 
     #[test]
