@@ -202,6 +202,13 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The text of `/metrics`, as a scraper without a token gets it.
+    pub async fn metrics(&self) -> Result<String> {
+        let response = timeout(WAIT, reqwest::get(format!("{}/metrics", self.base()))).await??;
+        ensure!(response.status() == 200, "/metrics: {}", response.status());
+        Ok(response.text().await?)
+    }
+
     /// Waits for a log line containing `needle`.
     pub async fn wait_log(&mut self, needle: &str) -> Result<String> {
         let mut lines = self.log_until(needle).await?;
@@ -289,6 +296,14 @@ pub struct ToolResult {
     pub text: String,
     pub is_error: bool,
     pub structured: Value,
+}
+
+/// The value of the sample `series` (name and labels, exactly as rendered)
+/// in a `/metrics` text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// A client session speaking MCP over streamable HTTP with raw requests.

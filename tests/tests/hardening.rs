@@ -222,16 +222,9 @@ async fn the_servers_own_names_are_reserved_without_auth_too() -> Result<()> {
 }
 
 /// What `/metrics` says the server keeps for resumes, in bytes.
-async fn resume_window_bytes(server: &Server) -> Result<u64> {
-    let text = reqwest::get(format!("{}/metrics", server.base()))
-        .await?
-        .text()
-        .await?;
-    let value = text
-        .lines()
-        .find_map(|line| line.strip_prefix("switchboard_resume_window_bytes "))
-        .ok_or_else(|| anyhow::anyhow!("no resume window gauge in /metrics"))?;
-    Ok(value.trim().parse()?)
+async fn resume_window_bytes(server: &Server) -> Result<f64> {
+    tests::sample(&server.metrics().await?, "switchboard_resume_window_bytes")
+        .ok_or_else(|| anyhow::anyhow!("no resume window gauge in /metrics"))
 }
 
 #[tokio::test]
@@ -258,12 +251,12 @@ async fn a_resume_replays_at_most_the_bounded_window_and_a_closed_session_frees_
 
     let kept = resume_window_bytes(&server).await?;
     assert!(
-        (60 * 1024..=1024 * 1024).contains(&kept),
+        (60.0 * 1024.0..=1024.0 * 1024.0).contains(&kept),
         "{kept} bytes kept for resumes"
     );
     assert!(reader.session.delete().await?.is_success());
     let deadline = tokio::time::Instant::now() + tests::WAIT;
-    while resume_window_bytes(&server).await? != 0 {
+    while resume_window_bytes(&server).await? != 0.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the closed session's resume window is still kept"

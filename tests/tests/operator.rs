@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use tests::{Agent, Server, WAIT, repo_root};
+use tests::{Agent, Server, WAIT, repo_root, sample};
 
 /// A plugins folder holding the hand-written fixture filters and a chain.
 struct Plugins {
@@ -61,19 +61,6 @@ async fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> Result<re
     Ok(tokio::time::timeout(WAIT, request.send()).await??)
 }
 
-/// The value of the sample `series` (name and labels, exactly as rendered).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
-
-async fn metrics(server: &Server) -> Result<String> {
-    let response = get(server, "/metrics", &[]).await?;
-    ensure!(response.status() == 200, "/metrics: {}", response.status());
-    Ok(response.text().await?)
-}
-
 #[tokio::test]
 async fn metrics_count_messages_by_outcome_and_filter() -> Result<()> {
     let plugins = Plugins::new(&trap_then_rewrite())?;
@@ -90,7 +77,7 @@ async fn metrics_count_messages_by_outcome_and_filter() -> Result<()> {
     let sent = sender.send("nobody", "hello?").await?;
     ensure!(sent.is_error, "{}", sent.text);
 
-    let text = metrics(&server).await?;
+    let text = server.metrics().await?;
     let expect = [
         (
             r#"switchboard_messages_total{kind="agent-message",outcome="delivered",filter=""}"#,
@@ -246,7 +233,7 @@ async fn health_degrades_while_a_reload_is_refused_and_livez_does_not() -> Resul
     ensure!(recipient.next_message().await?["params"]["content"] == "still here");
     let live = get(&server, "/livez", &[]).await?;
     ensure!(live.status() == 200, "/livez: {}", live.status());
-    let text = metrics(&server).await?;
+    let text = server.metrics().await?;
     ensure!(
         sample(&text, "switchboard_chain_reload_refused") == Some(1.0),
         "{text}"
@@ -541,7 +528,7 @@ async fn an_audit_log_that_fails_never_blocks_delivery_and_counts_its_losses() -
     server.wait_log("cannot write the audit log").await?;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let text = metrics(&server).await?;
+        let text = server.metrics().await?;
         if sample(&text, "switchboard_audit_dropped_lines_total") == Some(3.0) {
             return Ok(());
         }
