@@ -86,13 +86,19 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Fail (exit 1) if the chain's recall on labelled lines is below this.
+    /// Fail (exit 1) if the gated figures' recall on labelled lines is below this.
     #[arg(long)]
     pub min_recall: Option<f64>,
 
-    /// Fail (exit 1) if the chain's false-positive rate on labelled lines is above this.
+    /// Fail (exit 1) if the gated figures' false-positive rate on labelled lines is above this.
     #[arg(long)]
     pub max_false_positive_rate: Option<f64>,
+
+    /// Whose figures the two thresholds judge: the whole `chain` (default) or
+    /// one filter's own, by name, e.g. to hold a guard to its target while
+    /// another filter of the chain rightly rewrites the same lines.
+    #[arg(long, default_value = "chain")]
+    pub gate: String,
 
     /// Largest content a filter may rewrite a message to, as in the server.
     #[arg(long, default_value_t = 64 * 1024)]

@@ -110,11 +110,19 @@ fn check(args: CheckArgs) -> std::process::ExitCode {
         eprintln!("switchboard check: cannot print the report: {error}");
         return std::process::ExitCode::from(2);
     }
+    let gate = args.gate.as_str();
+    if gate != "chain" && !report.summary.order.iter().any(|name| name == gate) {
+        eprintln!(
+            "switchboard check: --gate {gate} names no filter of the chain ({}); use `chain` or one of those",
+            report.summary.order.join(", ")
+        );
+        return std::process::ExitCode::from(2);
+    }
     let chain = report
         .summary
         .quality
         .as_ref()
-        .and_then(|q| q.get("chain"))
+        .and_then(|q| q.get(gate))
         .cloned()
         .unwrap_or_default();
     let mut failed = false;
@@ -123,7 +131,7 @@ fn check(args: CheckArgs) -> std::process::ExitCode {
             Some(recall) if recall >= min => {}
             Some(recall) => {
                 eprintln!(
-                    "switchboard check: chain recall {recall:.3} is below the required {min}"
+                    "switchboard check: {gate} recall {recall:.3} is below the required {min}"
                 );
                 failed = true;
             }
@@ -141,7 +149,7 @@ fn check(args: CheckArgs) -> std::process::ExitCode {
             Some(rate) if rate <= max => {}
             Some(rate) => {
                 eprintln!(
-                    "switchboard check: chain false-positive rate {rate:.3} is above the allowed {max}"
+                    "switchboard check: {gate} false-positive rate {rate:.3} is above the allowed {max}"
                 );
                 failed = true;
             }

@@ -204,3 +204,50 @@ fn per_filter_figures_count_only_their_own_categories() -> Result<()> {
     assert_eq!(quality["injection-guard"]["true_negatives"], 1, "{quality}");
     Ok(())
 }
+
+#[test]
+fn gate_holds_one_filter_to_the_thresholds() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let corpus = dir.path().join("corpus.jsonl");
+    // Benign to the guard, yet redact rightly rewrites the address: the
+    // chain has a false positive, the guard has none.
+    std::fs::write(
+        &corpus,
+        "{\"text\": \"mail me at jane.doe@acme-corp.io\", \"label\": 0}\n\
+         {\"text\": \"the build is green\", \"label\": 0}\n",
+    )?;
+    let gated = |gate: &str| {
+        check(&[
+            "--plugins",
+            "plugins",
+            "--gate",
+            gate,
+            "--max-false-positive-rate",
+            "0",
+            corpus.to_str().unwrap(),
+        ])
+    };
+    let chain = gated("chain")?;
+    assert_eq!(chain.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&chain.stderr)
+            .contains("chain false-positive rate 0.500 is above the allowed 0"),
+        "{}",
+        String::from_utf8_lossy(&chain.stderr)
+    );
+    let guard = gated("injection-guard")?;
+    assert!(
+        guard.status.success(),
+        "{}",
+        String::from_utf8_lossy(&guard.stderr)
+    );
+    let typo = gated("injection-gaurd")?;
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&typo.stderr)
+            .contains("--gate injection-gaurd names no filter of the chain"),
+        "{}",
+        String::from_utf8_lossy(&typo.stderr)
+    );
+    Ok(())
+}
