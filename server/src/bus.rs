@@ -10,11 +10,12 @@ use std::{
 };
 
 use crate::{
+    activity::{self, Activity, KEPT_CONTENT},
     audit::{Audit, Entry},
     cluster::RouteError,
     delivery::{PushError, inbox::InboxError},
     filter::{Decision, FilterStage},
-    message::{Message, SENDER_ID_META, neutralize_controls},
+    message::{Message, SENDER_ID_META, clip, neutralize_controls},
     metrics::{MessageLabels, Metrics, OutcomeLabels},
     registry::{LookupError, Recipient, Registry},
 };
@@ -23,6 +24,8 @@ pub const AGENT_MESSAGE_KIND: &str = "agent-message";
 /// `kind` of messages dropped in over `POST /v1/messages`. (Not `source`:
 /// Claude Code already writes `source` on the tag, and a second one confuses the model.)
 pub const WEBHOOK_KIND: &str = "webhook";
+/// `kind` of messages a person sends from the dashboard.
+pub const OPERATOR_KIND: &str = "operator";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
@@ -128,6 +131,7 @@ pub struct Bus {
     id_prefix: String,
     metrics: Arc<Metrics>,
     audit: Option<Arc<Audit>>,
+    activity: Arc<Activity>,
 }
 
 /// What the filter stage decided about a message, for the log, the metrics
@@ -138,6 +142,11 @@ struct Verdict {
     rewritten_by: Vec<String>,
     /// The content the filters were given, when it is audited.
     content: Option<String>,
+    /// What the dashboard may reveal: the content delivered, or refused
+    /// (clipped to what it keeps).
+    shown: String,
+    /// Content bytes as sent.
+    bytes: usize,
 }
 
 fn now_ms() -> u64 {
@@ -162,6 +171,7 @@ impl Bus {
             id_prefix: format!("{:x}", now_ms()),
             metrics: Arc::new(Metrics::default()),
             audit: None,
+            activity: Arc::default(),
         }
     }
 
@@ -175,6 +185,11 @@ impl Bus {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Recent verdicts and traffic, for the dashboard.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
     }
 
     pub fn audit(&self) -> Option<&Arc<Audit>> {
@@ -222,6 +237,20 @@ impl Bus {
         let mut meta = meta;
         meta.push((SENDER_ID_META.to_owned(), format!("trigger:{from}")));
         self.deliver(from.to_owned(), recipient, content, meta, WEBHOOK_KIND)
+            .await
+    }
+
+    /// Sends `content` from a person at the dashboard, named `from` (their
+    /// token's name, or `operator` without `--auth`).
+    pub async fn send_from_operator(
+        &self,
+        from: &str,
+        to: &str,
+        content: String,
+    ) -> Result<Receipt, SendError> {
+        let recipient = self.registry.recipient(None, to).await;
+        let meta = vec![(SENDER_ID_META.to_owned(), format!("operator:{from}"))];
+        self.deliver(from.to_owned(), recipient, content, meta, OPERATOR_KIND)
             .await
     }
 
@@ -311,6 +340,30 @@ impl Bus {
                 (error.outcome(), String::new())
             }
         };
+        if let Some(verdict) = &verdict {
+            let (filter, reason) = match result {
+                Err(SendError::Rejected { filter, reason }) => {
+                    (Some(filter.clone()), Some(reason.clone()))
+                }
+                Err(error) => (None, Some(error.to_string())),
+                Ok(_) => (None, None),
+            };
+            self.activity.record(
+                activity::Verdict {
+                    id: verdict.id.clone(),
+                    at_ms: now_ms(),
+                    from: from.to_owned(),
+                    to: verdict.to.clone(),
+                    kind,
+                    bytes: verdict.bytes,
+                    outcome,
+                    filter,
+                    reason,
+                    rewritten_by: verdict.rewritten_by.clone(),
+                },
+                &verdict.shown,
+            );
+        }
         if let (Some(audit), Some(verdict)) = (&self.audit, verdict) {
             let rejected = match result {
                 Err(SendError::Rejected { filter, reason }) => {
@@ -381,6 +434,8 @@ impl Bus {
             sent_at_ms: now_ms(),
         };
         let audited = self.audit.as_ref().map(|_| message.content.clone());
+        let bytes = message.content.len();
+        let sent = clip(&message.content, KEPT_CONTENT + 1).to_owned();
         let decision = self.filters.run(message).await;
         *verdict = Some(Verdict {
             content: audited,
@@ -390,6 +445,17 @@ impl Bus {
                 Decision::Deliver { rewritten_by, .. } => rewritten_by.clone(),
                 Decision::Reject { .. } => Vec::new(),
             },
+            // Redacted text must not reappear on the dashboard.
+            shown: match &decision {
+                Decision::Deliver {
+                    message,
+                    rewritten_by,
+                } if !rewritten_by.is_empty() => {
+                    clip(&message.content, KEPT_CONTENT + 1).to_owned()
+                }
+                _ => sent,
+            },
+            bytes,
         });
         let (message, rewritten_by) = match decision {
             Decision::Deliver {

@@ -9,6 +9,7 @@
 //! only through [`cluster::LocalAgents`].
 //! [`client`] is the other side: the `join`, `send` and `agents` subcommands.
 
+pub mod activity;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -5,7 +5,7 @@
 //! clients that do not ask for OpenMetrics (`promtool check metrics`, curl);
 //! nothing here listens on its own port.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -68,9 +68,58 @@ fn filter_histogram() -> Histogram {
 pub struct FilterMetrics {
     pub verdicts: Family<FilterVerdictLabels, Counter>,
     pub seconds: HistogramFamily<FilterLabels>,
+    /// The histogram's sum again, in a form the dashboard can read (not
+    /// exported: `filter_seconds_sum` is the same figure).
+    pub seconds_total: Family<FilterLabels, Counter<f64, AtomicU64>>,
     pub faults: Family<FaultLabels, Counter>,
     /// Reloads by outcome: `loaded`, `unchanged` or `refused`.
     pub reloads: Family<OutcomeLabels, Counter>,
+}
+
+/// One filter's calls since start, as the dashboard shows them.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct FilterSummary {
+    pub name: String,
+    pub accept: u64,
+    pub rewrite: u64,
+    pub reject: u64,
+    pub fault: u64,
+    /// Mean time per call, when there was one.
+    pub mean_micros: Option<f64>,
+}
+
+impl FilterMetrics {
+    pub fn summary(&self, filter: &str) -> FilterSummary {
+        let count = |verdict| {
+            self.verdicts
+                .get(&FilterVerdictLabels {
+                    filter: filter.to_owned(),
+                    verdict,
+                })
+                .map_or(0, |c| c.get())
+        };
+        let (accept, rewrite, reject, fault) = (
+            count("accept"),
+            count("rewrite"),
+            count("reject"),
+            count("fault"),
+        );
+        let seconds = self
+            .seconds_total
+            .get(&FilterLabels {
+                filter: filter.to_owned(),
+            })
+            .map_or(0.0, |c| c.get());
+        let calls = accept + rewrite + reject + fault;
+        FilterSummary {
+            name: filter.to_owned(),
+            accept,
+            rewrite,
+            reject,
+            fault,
+            mean_micros: (calls > 0).then(|| seconds * 1e6 / calls as f64),
+        }
+    }
 }
 
 impl Default for FilterMetrics {
@@ -78,6 +127,7 @@ impl Default for FilterMetrics {
         Self {
             verdicts: Family::default(),
             seconds: Family::new_with_constructor(filter_histogram),
+            seconds_total: Family::default(),
             faults: Family::default(),
             reloads: Family::default(),
         }

@@ -13,7 +13,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use rmcp::model::ServerJsonRpcMessage;
@@ -122,6 +122,16 @@ pub struct Roster {
     pub note: Option<String>,
 }
 
+/// An agent on this replica's stream, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineAgent {
+    pub name: String,
+    /// When its stream opened.
+    pub since: SystemTime,
+    /// Messages queued for its stream, not yet written.
+    pub waiting: usize,
+}
+
 /// Where a message for an agent goes.
 #[derive(Clone)]
 pub enum Recipient {
@@ -169,6 +179,8 @@ struct Entry {
     outbox: Arc<Outbox>,
     attached: Option<Generation>,
     detached_at: Option<Instant>,
+    /// When its current stream opened, for the dashboard.
+    since: Option<SystemTime>,
     /// Restored from before a restart and not back since.
     restored: bool,
 }
@@ -444,6 +456,7 @@ impl Registry {
                     outbox: self.new_outbox(),
                     attached: None,
                     detached_at: None,
+                    since: None,
                     note: None,
                     restored: false,
                 });
@@ -478,6 +491,7 @@ impl Registry {
                     entry.order = order;
                     entry.attached = Some(generation);
                     entry.detached_at = None;
+                    entry.since = Some(SystemTime::now());
                     entry.restored = false;
                     entry.note.clone_from(&note);
                     Some(stream)
@@ -526,6 +540,7 @@ impl Registry {
                 outbox: self.new_outbox(),
                 attached: None,
                 detached_at: Some(Instant::now() + back_within),
+                since: None,
                 restored: true,
             },
         );
@@ -699,6 +714,27 @@ impl Registry {
             .values()
             .filter(|e| e.attached.is_some())
             .count()
+    }
+
+    /// This replica's online agents in order of registration, for the dashboard.
+    pub fn online_agents(&self) -> Vec<OnlineAgent> {
+        // Outboxes are counted out of the lock, as in `queued`.
+        let mut online: Vec<_> = self
+            .lock()
+            .sessions
+            .values()
+            .filter(|e| e.attached.is_some())
+            .filter_map(|e| Some((e.order, e.name.clone()?, e.since?, e.outbox.clone())))
+            .collect();
+        online.sort_by_key(|(order, ..)| *order);
+        online
+            .into_iter()
+            .map(|(_, name, since, outbox)| OnlineAgent {
+                name,
+                since,
+                waiting: outbox.waiting(),
+            })
+            .collect()
     }
 
     /// Messages waiting in this replica's queues: in all, and in the fullest.

@@ -60,12 +60,15 @@ impl Observed {
 
     fn call(&self, filter: &str, started: Instant, verdict: &'static str) {
         let filter = filter.to_owned();
+        let seconds = started.elapsed().as_secs_f64();
+        let labels = FilterLabels {
+            filter: filter.clone(),
+        };
+        self.metrics.seconds.get_or_create(&labels).observe(seconds);
         self.metrics
-            .seconds
-            .get_or_create(&FilterLabels {
-                filter: filter.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
+            .seconds_total
+            .get_or_create(&labels)
+            .inc_by(seconds);
         self.metrics
             .verdicts
             .get_or_create(&FilterVerdictLabels { filter, verdict })

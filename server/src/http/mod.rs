@@ -2,6 +2,7 @@
 //! [`operator`]'s routes behind the [`guard`], and [`serve`]s connections
 //! within their limits.
 
+pub mod dashboard;
 pub mod guard;
 pub mod jsonrpc_body;
 pub mod operator;
@@ -73,6 +74,9 @@ pub fn router(
         permissions,
     };
     let health = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .route("/health", get(operator::health))
         .route("/livez", get(operator::livez))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::health));
@@ -80,7 +84,11 @@ pub fn router(
         .route("/metrics", get(operator::metrics))
         .route("/v1/permissions", get(operator::list_permissions))
         .route("/v1/permissions/{id}", post(operator::answer_permission))
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .route("/v1/dashboard/state", get(dashboard::state))
+        .route("/v1/dashboard/events", get(dashboard::events))
+        .route("/v1/dashboard/messages/{id}", get(dashboard::content))
+        .route("/v1/dashboard/send", post(dashboard::send))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::admin));
     Router::new()
         .merge(health)

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::{
     auth::Principal,
-    bus::{Bus, SendError},
+    bus::{Bus, Receipt, SendError},
     message::{
         FILTER_ANNOTATIONS, TRIGGER_SEVERITIES, is_meta_key, is_reserved_meta_key,
         neutralize_controls,
@@ -146,10 +146,17 @@ pub async fn post_message(
         (Some(p), _) => p.0.name,
         (None, asked) => asked.unwrap_or_else(|| ANONYMOUS_TRIGGER.to_owned()),
     };
-    match bus
+    let result = bus
         .send_from_trigger(&from, &message.to, message.content, message.meta)
-        .await
-    {
+        .await;
+    send_response(result)
+}
+
+/// What a sender over HTTP reads: 202 with the receipt, or the refusal as
+/// one sentence with the status that fits it (429 and `Retry-After` for a
+/// rate limit).
+pub fn send_response(result: Result<Receipt, SendError>) -> Response {
+    match result {
         Ok(receipt) => {
             let body = match receipt.queued {
                 None => json!({
