@@ -30,14 +30,16 @@ use crate::{
 pub const MAX_NAME_LEN: usize = 32;
 /// The name triggers send as without authentication.
 pub const WEBHOOK_NAME: &str = "webhook";
+/// The name a person at the dashboard sends as without authentication.
+pub const OPERATOR_NAME: &str = "operator";
 /// Names starting with this belong to the server (its probe, its own notes).
 pub const SERVER_NAME_PREFIX: &str = "switchboard";
 
 /// Names no agent may take, with or without authentication: they would let
-/// an agent pass as the server or as an unauthenticated trigger.
+/// an agent pass as the server, an unauthenticated trigger or the operator.
 pub fn is_server_name(name: &str) -> bool {
     let key = name.to_ascii_lowercase();
-    key == WEBHOOK_NAME || key.starts_with(SERVER_NAME_PREFIX)
+    key == WEBHOOK_NAME || key == OPERATOR_NAME || key.starts_with(SERVER_NAME_PREFIX)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -1076,6 +1078,8 @@ mod tests {
         for name in [
             "webhook",
             "WebHook",
+            "operator",
+            "Operator",
             "switchboard",
             "switchboard-probe",
             "SwitchBoard2",

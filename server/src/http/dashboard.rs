@@ -32,6 +32,7 @@ use crate::{
     auth::Principal,
     metrics::FilterSummary,
     permissions::Pending,
+    registry::OPERATOR_NAME,
 };
 
 use super::{operator::Operator, trigger::send_response};
@@ -48,8 +49,6 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 /// Names seen in traffic but not connected now, listed most recent first.
 const GONE_LISTED: usize = 20;
-/// `from` of the operator's messages without `--auth`.
-pub const ANONYMOUS_OPERATOR: &str = "operator";
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
@@ -126,7 +125,7 @@ fn millis(at: std::time::SystemTime) -> u64 {
 }
 
 fn operator_name(principal: Option<Extension<Principal>>) -> String {
-    principal.map_or_else(|| ANONYMOUS_OPERATOR.to_owned(), |Extension(p)| p.name)
+    principal.map_or_else(|| OPERATOR_NAME.to_owned(), |Extension(p)| p.name)
 }
 
 async fn snapshot(operator: &Operator, name: String) -> Snapshot {
@@ -162,7 +161,7 @@ async fn snapshot(operator: &Operator, name: String) -> Snapshot {
         .into_iter()
         .filter(|(name, _)| !listed.contains(&name.to_lowercase()))
         .collect();
-    gone.sort_by(|a, b| b.1.last_ms.cmp(&a.1.last_ms));
+    gone.sort_by_key(|(_, counts)| std::cmp::Reverse(counts.last_ms));
     agents.extend(
         gone.into_iter()
             .take(GONE_LISTED)
