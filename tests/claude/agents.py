@@ -32,7 +32,7 @@ class Tmux:
         self("kill-server", check=False)
 
 
-def _seed_config(config_dir, work_dir, version, project_servers):
+def _seed_config(config_dir, work_dir, version, project_servers, flags):
     config_dir.mkdir(parents=True)
     project = {"hasTrustDialogAccepted": True}
     if project_servers:
@@ -46,7 +46,7 @@ def _seed_config(config_dir, work_dir, version, project_servers):
         # Claude Code registers channels only when the remote feature flag
         # tengu_harbor is on; offline, its on-disk flag cache is the one
         # source. A test-only stand-in, not a supported setting.
-        "cachedGrowthBookFeatures": {"tengu_harbor": True},
+        "cachedGrowthBookFeatures": {"tengu_harbor": True, **flags},
     }
     (config_dir / ".claude.json").write_text(json.dumps(config, indent=1))
 
@@ -54,16 +54,18 @@ def _seed_config(config_dir, work_dir, version, project_servers):
 class Session:
     """One `claude` terminal. `mcp` is the server entry of its MCP config;
     with `project_file` it goes to the work dir's `.mcp.json` (what a team
-    commits) instead of `--mcp-config`."""
+    commits) instead of `--mcp-config`. `flags` are more cached feature
+    flags (`tengu_harbor_permissions` turns on the permission relay)."""
 
-    def __init__(self, tmux, run_dir, name, *, claude, version, model_url, mcp, env=None, project_file=False):
+    def __init__(self, tmux, run_dir, name, *, claude, version, model_url, mcp, env=None, project_file=False,
+                 flags=None):
         self.tmux, self.name = tmux, name
         self.dir = Path(run_dir) / name
         self.debug_log = self.dir / "debug.log"
         home, config, work = self.dir / "home", self.dir / "config", self.dir / "work"
         for d in (home, work):
             d.mkdir(parents=True)
-        _seed_config(config, work, version, ["switchboard"] if project_file else [])
+        _seed_config(config, work, version, ["switchboard"] if project_file else [], flags or {})
         servers = json.dumps({"mcpServers": {"switchboard": mcp}}, indent=1)
         if project_file:
             (work / ".mcp.json").write_text(servers)

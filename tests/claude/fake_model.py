@@ -6,7 +6,8 @@ answers the newest user turn with the first rule that matches it:
 
     Rule(r"RENAME (?P<name>\\S+)", tool="rename-agent", args={"name": "{name}"})
 
-turns a typed prompt into a call of `mcp__switchboard__rename-agent`; a tool
+turns a typed prompt into a call of `mcp__switchboard__rename-agent` (a tool
+with a capital letter, `Bash`, is one of Claude Code's own and keeps its name); a tool
 result is answered with plain text, and so is anything no rule matches. Every
 request is recorded (agent, newest user turn, whole conversation text), which
 is what the scenarios assert on: what the model actually read.
@@ -135,7 +136,7 @@ class FakeModel:
             return [{"type": "text", "text": "ok"}], "ok"
         for rule in self.rules:
             match = re.search(rule.when, prompt)
-            name = MCP_PREFIX + rule.tool
+            name = rule.tool if rule.tool[:1].isupper() else MCP_PREFIX + rule.tool
             if match and name in offered:
                 args = {k: v.format(**match.groupdict()) for k, v in rule.args.items()}
                 block = {"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:24], "name": name, "input": args}

@@ -41,6 +41,7 @@ RULES = [
     Rule(r"who else is here", "list-agents"),
     Rule(r"call yourself (?P<name>[\w-]+)", "rename-agent", {"name": "{name}"}),
     Rule(r"tell (?P<to>[\w-]+): (?P<message>[^\n]+)", "send-message", {"to": "{to}", "message": "{message}"}),
+    Rule(r"run (?P<command>[^\n]+)", "Bash", {"command": "{command}", "description": "{command}"}),
 ]
 
 QUESTION = "hey, what are you working on?"
@@ -105,7 +106,8 @@ class Server:
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [str(self.binary), "--port", str(self.port), "--plugins", str(self.run_dir / "plugins"),
-             "--state-dir", str(self.run_dir / "state"), "--log-format", "json", "--no-build"],
+             "--state-dir", str(self.run_dir / "state"), "--log-format", "json", "--no-build",
+             "--permission-relay"],
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info,rmcp=warn"),
         )
         if not poll(lambda: self.health() is not None, 90, 0.1):
@@ -183,7 +185,8 @@ class Suite:
             mcp = {"type": "http", "url": self.server.base + "/mcp", **({"headers": headers} if headers else {})}
             self.sessions[name] = Session(self.tmux, self.run_dir, name, claude=self.claude, version=VERSION,
                                           model_url=self.model.url, mcp=mcp, env=spec.get("env"),
-                                          project_file=spec.get("project_file", False))
+                                          project_file=spec.get("project_file", False),
+                                          flags=spec.get("flags"))
             started.append(self.sessions[name])
         missing = wait_registered(started, timeout)
         check(not missing, "%s: Claude Code registered Switchboard as a channel" % ", ".join(specs),
@@ -364,6 +367,47 @@ class Suite:
         check(gone and took <= 1.0, "a2's terminal closed: %s left list-agents in %.2f s" % (name, took),
               self.server.agents())
 
+    def permission_answered_from_the_dashboard(self):
+        # Bash is not in --allowedTools, so Claude Code asks its user, and
+        # with the relay flag on it also asks Switchboard.
+        self.start_sessions({"a7": {"flags": {"tengu_harbor_permissions": True}}})
+        you = json.loads(self.ask("a7", "who else is here?", "list-agents").text).get("you")
+        self.names["a7"] = you
+        since = len(self.model.all_turns())
+        self.sessions["a7"].type("run touch relayed-marker")
+        pending = poll(lambda: [p for p in self.server.request("GET", "/v1/permissions")[1]["pending"]
+                                if p["agent"] == you], 20, 0.1)
+        check(pending and pending[0]["tool_name"] == "Bash" and "relayed-marker" in pending[0]["input_preview"],
+              "a7: Claude Code relays its Bash permission prompt; /v1/permissions lists it for %s" % you,
+              pending)
+        state = self.server.request("GET", "/v1/dashboard/state")[1]
+        check([p["id"] for p in state["permissions"]] == [pending[0]["id"]],
+              "the dashboard shows the same request", state["permissions"])
+        status, answer = self.server.request("POST", "/v1/permissions/" + pending[0]["id"], {"behavior": "allow"})
+        check(status == 200 and answer["behavior"] == "allow", "allowed from the dashboard's route", answer)
+        result = self.model.wait_for(
+            lambda t: t.agent == "a7" and t.seq > since and any(r.tool == "Bash" for r in t.results), 20)
+        marker = self.sessions["a7"].dir / "work" / "relayed-marker"
+        check(result is not None and marker.exists(),
+              "a7: Claude Code runs the allowed command (the marker file exists) and its model reads the result",
+              "result: %s, marker: %s" % (result and result.results, marker.exists()))
+
+        since = len(self.model.all_turns())
+        self.sessions["a7"].type("run touch denied-marker")
+        pending = poll(lambda: [p for p in self.server.request("GET", "/v1/permissions")[1]["pending"]
+                                if "denied-marker" in p["input_preview"]], 20, 0.1)
+        check(pending, "a7: the next Bash prompt is relayed too", pending)
+        status, answer = self.server.request("POST", "/v1/permissions/" + pending[0]["id"], {"behavior": "deny"})
+        check(status == 200 and answer["behavior"] == "deny", "denied from the dashboard's route", answer)
+        result = self.model.wait_for(
+            lambda t: t.agent == "a7" and t.seq > since and any(r.tool == "Bash" for r in t.results), 20)
+        denied = result and next(r for r in result.results if r.tool == "Bash")
+        check(denied and denied.is_error and not (self.sessions["a7"].dir / "work" / "denied-marker").exists(),
+              "a7: Claude Code does not run the denied command; its model reads the refusal",
+              denied)
+        status, stale = self.server.request("POST", "/v1/permissions/" + pending[0]["id"], {"behavior": "allow"})
+        check(status == 410, "answering it again is refused as no longer pending", (status, stale))
+
     def every_message_reached_only_its_recipient(self):
         turns = self.model.all_turns()
         for text, recipients in self.sent:
@@ -379,7 +423,7 @@ class Suite:
         scenarios = [self.three_sessions_connect, self.rename_and_message, self.filters_reject_and_redact,
                      self.chain_change_applies_without_reconnect, self.server_restart_keeps_sessions_and_names,
                      self.declared_names_and_numbering, self.closed_terminal_leaves_at_once,
-                     self.every_message_reached_only_its_recipient]
+                     self.permission_answered_from_the_dashboard, self.every_message_reached_only_its_recipient]
         started = time.monotonic()
         try:
             for scenario in scenarios:
