@@ -435,7 +435,9 @@ impl Bus {
         };
         let audited = self.audit.as_ref().map(|_| message.content.clone());
         let bytes = message.content.len();
-        let sent = clip(&message.content, KEPT_CONTENT + 1).to_owned();
+        // Past the kept size by a whole character at least, so that the
+        // activity log can tell it was cut.
+        let sent = clip(&message.content, KEPT_CONTENT + 4).to_owned();
         let decision = self.filters.run(message).await;
         *verdict = Some(Verdict {
             content: audited,
@@ -451,7 +453,7 @@ impl Bus {
                     message,
                     rewritten_by,
                 } if !rewritten_by.is_empty() => {
-                    clip(&message.content, KEPT_CONTENT + 1).to_owned()
+                    clip(&message.content, KEPT_CONTENT + 4).to_owned()
                 }
                 _ => sent,
             },
