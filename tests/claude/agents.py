@@ -54,11 +54,14 @@ def _seed_config(config_dir, work_dir, version, project_servers, flags):
 class Session:
     """One `claude` terminal. `mcp` is the server entry of its MCP config;
     with `project_file` it goes to the work dir's `.mcp.json` (what a team
-    commits) instead of `--mcp-config`. `flags` are more cached feature
-    flags (`tengu_harbor_permissions` turns on the permission relay)."""
+    commits) instead of `--mcp-config`; with `mcp_add` (a `claude mcp add …`
+    command line) the session registers the server that way before it
+    starts, as a user would, and starts with no MCP config of its own.
+    `flags` are more cached feature flags (`tengu_harbor_permissions` turns
+    on the permission relay)."""
 
     def __init__(self, tmux, run_dir, name, *, claude, version, model_url, mcp, env=None, project_file=False,
-                 flags=None):
+                 flags=None, mcp_add=None):
         self.tmux, self.name = tmux, name
         self.dir = Path(run_dir) / name
         self.debug_log = self.dir / "debug.log"
@@ -70,11 +73,17 @@ class Session:
         if project_file:
             (work / ".mcp.json").write_text(servers)
             mcp_flags = []
+        elif mcp_add:
+            mcp_flags = []
         else:
             (self.dir / "mcp.json").write_text(servers)
             mcp_flags = ["--mcp-config", str(self.dir / "mcp.json"), "--strict-mcp-config"]
+        # `claude` on the PATH, as for a user who installed it.
+        bin_dir = self.dir / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "claude").symlink_to(claude)
         environment = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": "%s:%s" % (bin_dir, os.environ.get("PATH", "/usr/bin:/bin")),
             "HOME": str(home),
             "CLAUDE_CONFIG_DIR": str(config),
             "TERM": "xterm-256color",
@@ -99,6 +108,9 @@ class Session:
             "--allowedTools", "mcp__switchboard",
             "--dangerously-load-development-channels", "server:switchboard",
         ]
+        self.environment, self.work = environment, work
+        if mcp_add:
+            self.cli(mcp_add)
         script = self.dir / "run.sh"
         script.write_text(
             "#!/bin/sh\ncd %s || exit 1\necho $$ > pid\nexec env -i %s %s\n"
@@ -110,6 +122,16 @@ class Session:
         # A tmux session of its own: one window, a wide screen to read from.
         self.tmux("new-session", "-d", "-s", name, "-x", "200", "-y", "50", str(script))
         self.tmux("set-option", "-t", name, "remain-on-exit", "on")
+
+    def cli(self, command_line, timeout=30):
+        """Runs a `claude …` command line in this session's home and config,
+        as the user of this terminal would; returns what it printed."""
+        done = subprocess.run(["sh", "-c", command_line], cwd=self.work, env=self.environment,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError("%s: %r failed (%d): %s%s" % (self.name, command_line, done.returncode,
+                                                              done.stdout, done.stderr))
+        return done.stdout + done.stderr
 
     @property
     def pid(self):

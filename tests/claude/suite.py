@@ -186,7 +186,7 @@ class Suite:
             self.sessions[name] = Session(self.tmux, self.run_dir, name, claude=self.claude, version=VERSION,
                                           model_url=self.model.url, mcp=mcp, env=spec.get("env"),
                                           project_file=spec.get("project_file", False),
-                                          flags=spec.get("flags"))
+                                          flags=spec.get("flags"), mcp_add=spec.get("mcp_add"))
             started.append(self.sessions[name])
         missing = wait_registered(started, timeout)
         check(not missing, "%s: Claude Code registered Switchboard as a channel" % ", ".join(specs),
@@ -367,10 +367,20 @@ class Suite:
         check(gone and took <= 1.0, "a2's terminal closed: %s left list-agents in %.2f s" % (name, took),
               self.server.agents())
 
+    def registered_as_the_readme_says(self):
+        add = re.search(r"^claude mcp add --scope user .+$", README.read_text(), re.M)
+        check(add and "http://localhost:3000/mcp" in add.group(0),
+              "the README registers the server with claude mcp add at user scope", add and add.group(0))
+        command = add.group(0).replace("http://localhost:3000/mcp", self.server.base + "/mcp")
+        # a7 also gets the relay's flag, for the next scenario.
+        self.start_sessions({"a7": {"mcp_add": command, "flags": {"tengu_harbor_permissions": True}}})
+        listed = self.sessions["a7"].cli("claude mcp list")
+        check(any("switchboard" in line and "Connected" in line for line in listed.splitlines()),
+              "a7: `claude mcp list` shows switchboard connected", listed)
+
     def permission_answered_from_the_dashboard(self):
         # Bash is not in --allowedTools, so Claude Code asks its user, and
         # with the relay flag on it also asks Switchboard.
-        self.start_sessions({"a7": {"flags": {"tengu_harbor_permissions": True}}})
         you = json.loads(self.ask("a7", "who else is here?", "list-agents").text).get("you")
         self.names["a7"] = you
         since = len(self.model.all_turns())
@@ -423,7 +433,8 @@ class Suite:
         scenarios = [self.three_sessions_connect, self.rename_and_message, self.filters_reject_and_redact,
                      self.chain_change_applies_without_reconnect, self.server_restart_keeps_sessions_and_names,
                      self.declared_names_and_numbering, self.closed_terminal_leaves_at_once,
-                     self.permission_answered_from_the_dashboard, self.every_message_reached_only_its_recipient]
+                     self.registered_as_the_readme_says, self.permission_answered_from_the_dashboard,
+                     self.every_message_reached_only_its_recipient]
         started = time.monotonic()
         try:
             for scenario in scenarios:
