@@ -1,7 +1,8 @@
 //! The README's command examples, run as printed against the real binary. In
 //! a command block, the `# …` lines after a command (or a `# prints: …`
 //! comment on its line) are what it prints (`…` stands for anything, a
-//! trailing `(HTTP 202)` is a remark); the test reads them from the README
+//! trailing `(HTTP 202)` is a remark, a `#` line indented further continues
+//! the line before it, wrapped for reading); the test reads them from the README
 //! itself, so an example that drifts from the code fails here.
 //! `cargo run -q -p server --` runs as `switchboard`, which the README says
 //! it stands for.
@@ -34,11 +35,14 @@ fn block(readme: &str, first: &str) -> Result<Vec<Step>> {
     let mut continued = false;
     for line in body.lines() {
         if let Some(printed) = line.strip_prefix("# ") {
-            steps
+            let lines = &mut steps
                 .last_mut()
                 .context("a `#` line before any command")?
-                .printed
-                .push(printed.to_owned());
+                .printed;
+            match (printed.strip_prefix("  "), lines.last_mut()) {
+                (Some(wrapped), Some(last)) => last.push_str(wrapped.trim_start()),
+                _ => lines.push(printed.to_owned()),
+            }
         } else if continued {
             let step = steps
                 .last_mut()
@@ -175,6 +179,35 @@ async fn the_trigger_examples_work_as_printed() -> Result<()> {
     let curl = block(&readme, "curl -s localhost:3000/v1/messages")?;
     run(&curl, Some(&server), &root, &[]).await?;
     planner.expect(arrived).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_permission_relay_example_works_as_printed() -> Result<()> {
+    let mut server = Server::bare(&["--permission-relay"]).await?;
+    let mut coder = Agent::connect_with(&server.url(), &[("X-Agent-Name", "coder")]).await?;
+    // What Claude Code sends when it would ask its user.
+    coder
+        .session
+        .notify_with(
+            "notifications/claude/channel/permission_request",
+            Some(serde_json::json!({
+                "request_id": "jtfqa",
+                "tool_name": "Bash",
+                "description": "print a marker",
+                "input_preview": "{\"command\": \"touch marker\"}",
+            })),
+        )
+        .await?;
+    server.wait_log("permission requested").await?;
+    let steps = block(&readme()?, "curl -s localhost:3000/v1/permissions")?;
+    ensure!(steps.len() == 2 && steps[0].printed.len() == 1, "{steps:?}");
+    run(&steps, Some(&server), &tests::repo_root(), &[]).await?;
+    assert_eq!(
+        coder.next_message().await?,
+        serde_json::json!({"jsonrpc": "2.0", "method": "notifications/claude/channel/permission",
+                           "params": {"request_id": "jtfqa", "behavior": "allow"}})
+    );
     Ok(())
 }
 
