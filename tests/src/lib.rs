@@ -28,6 +28,21 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub const STARTUP: Duration = Duration::from_secs(60);
 pub const PROTOCOL: &str = "2025-11-25";
 
+/// Whether the tests that need a program most machines lack (`browser`:
+/// Chromium and chromedriver; `nginx`) were left out on purpose, by naming
+/// them in `SWITCHBOARD_SKIP` (comma-separated). Otherwise such a test fails
+/// with the advice to install the program: CI installs them all.
+pub fn skipped(what: &str) -> bool {
+    let skip = std::env::var("SWITCHBOARD_SKIP")
+        .unwrap_or_default()
+        .split(',')
+        .any(|s| s.trim() == what);
+    if skip {
+        eprintln!("SWITCHBOARD_SKIP names {what}: this test did not run");
+    }
+    skip
+}
+
 /// The server binary: `SWITCHBOARD_BIN`, or built next to this test's target dir.
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -221,7 +221,7 @@ impl Browser {
             .context(
                 "the dashboard test drives Chromium over WebDriver: install Debian's chromium and \
                  chromium-driver (apt-get install chromium chromium-driver), or set \
-                 SWITCHBOARD_SKIP_BROWSER=1 to skip it",
+                 SWITCHBOARD_SKIP=browser to leave it out",
             )?;
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
@@ -267,8 +267,7 @@ impl Browser {
 
 #[tokio::test]
 async fn the_dashboard_in_chromium() -> Result<()> {
-    if std::env::var_os("SWITCHBOARD_SKIP_BROWSER").is_some() {
-        eprintln!("SWITCHBOARD_SKIP_BROWSER is set: the browser test did not run");
+    if tests::skipped("browser") {
         return Ok(());
     }
     let (server, _dir) = start().await?;

@@ -238,3 +238,124 @@ async fn the_policy_check_example_runs_on_a_chain_of_ones_own() -> Result<()> {
     )?;
     run(&steps, None, dir.path(), &[]).await
 }
+
+/// An nginx master; stopped with SIGTERM, which takes its workers along
+/// (SIGKILL would leave them running).
+struct Nginx(tokio::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+/// The README's `nginx` block.
+fn nginx_block(readme: &str) -> Result<&str> {
+    readme
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|rest| rest.split_once("```"))
+        .map(|(body, _)| body)
+        .context("no nginx block in the README")
+}
+
+/// "Running several replicas": the three replicas as printed (with this
+/// test's own Redis, ports and state folders) behind the nginx configuration
+/// as printed; two agents that land on different replicas through it talk
+/// to each other.
+#[tokio::test]
+async fn the_replicas_behind_the_nginx_example_work_as_printed() -> Result<()> {
+    if tests::skipped("nginx") {
+        return Ok(());
+    }
+    let readme = readme()?;
+    let redis = tests::redis::Redis::start().await?;
+    let commands = block(
+        &readme,
+        "cargo run -p server -- --plugins ./plugins --port 3001",
+    )?;
+    ensure!(commands.len() == 3, "{commands:?}");
+    let dir = tempfile::tempdir()?;
+    let mut replicas = Vec::new();
+    for step in &commands {
+        let (_, args) = step
+            .command
+            .split_once("cargo run -p server -- ")
+            .context("a replica command")?;
+        let args: Vec<&str> = args.split_whitespace().collect();
+        // The test's server gets its plugins, port and state folder as
+        // every test server does; the rest is passed as printed.
+        let mut passed = Vec::new();
+        let mut printed = args.chunks(2);
+        for pair in printed.by_ref() {
+            match pair {
+                ["--plugins", "./plugins"] | ["--port", _] | ["--state-dir", _] => {}
+                ["--redis", _] => passed.extend(["--redis", redis.url.as_str()]),
+                [flag, value] => passed.extend([*flag, *value]),
+                odd => bail!("an option without a value in {}: {odd:?}", step.command),
+            }
+        }
+        let state = dir.path().join(format!("state{}", replicas.len() + 1));
+        std::fs::create_dir(&state)?;
+        replicas.push(Server::start_in(&state, 0, &passed).await?);
+    }
+
+    let front = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut site =
+        nginx_block(&readme)?.replace("listen 3000;", &format!("listen 127.0.0.1:{front};"));
+    for (i, replica) in replicas.iter().enumerate() {
+        site = site.replace(
+            &format!("127.0.0.1:{}", 3001 + i),
+            &format!("127.0.0.1:{}", replica.port),
+        );
+    }
+    let root = dir.path().display();
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        format!(
+            "worker_processes 1;\npid {root}/nginx.pid;\nerror_log {root}/nginx-error.log;\n\
+             events {{}}\nhttp {{\naccess_log off;\nclient_body_temp_path {root}/body;\n\
+             proxy_temp_path {root}/proxy;\n{site}}}\n"
+        ),
+    )?;
+    let _nginx = Nginx(
+        tokio::process::Command::new("nginx")
+            .args(["-p", &root.to_string(), "-c", "nginx.conf", "-g", "daemon off;"])
+            .spawn()
+            .context("the load-balancer example needs nginx: install it (apt-get install nginx-light), or set SWITCHBOARD_SKIP=nginx to leave this test out")?,
+    );
+    tokio::time::timeout(tests::WAIT, async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", front))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .with_context(|| {
+        let log = std::fs::read_to_string(dir.path().join("nginx-error.log")).unwrap_or_default();
+        format!("nginx did not listen on {front}: {log}")
+    })?;
+
+    let url = format!("http://127.0.0.1:{front}/mcp");
+    let coder = Agent::connect_with(&url, &[("X-Agent-Name", "coder")]).await?;
+    let mut planner = Agent::connect_with(&url, &[("X-Agent-Name", "planner")]).await?;
+    let replica = |agent: &Agent| agent.session.id.split('.').next().map(str::to_owned);
+    ensure!(
+        replica(&coder) != replica(&planner),
+        "nginx sent both initializes to one replica ({:?}): the test proves nothing",
+        replica(&coder)
+    );
+    let sent = coder.send("planner", "hello across replicas").await?;
+    ensure!(!sent.is_error, "{}", sent.text);
+    assert_eq!(planner.next_contents(1).await?, ["hello across replicas"]);
+    Ok(())
+}
