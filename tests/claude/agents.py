@@ -54,7 +54,8 @@ def _seed_config(config_dir, work_dir, version, project_servers, flags):
 class Session:
     """One `claude` terminal. `mcp` is the server entry of its MCP config;
     with `project_file` it goes to the work dir's `.mcp.json` (what a team
-    commits) instead of `--mcp-config`; with `mcp_add` (a `claude mcp add …`
+    commits; or, if it is a string, that file's text) instead of
+    `--mcp-config`; with `mcp_add` (a `claude mcp add …`
     command line) the session registers the server that way before it
     starts, as a user would, and starts with no MCP config of its own.
     `flags` are more cached feature flags (`tengu_harbor_permissions` turns
@@ -71,7 +72,8 @@ class Session:
         _seed_config(config, work, version, ["switchboard"] if project_file else [], flags or {})
         servers = json.dumps({"mcpServers": {"switchboard": mcp}}, indent=1)
         if project_file:
-            (work / ".mcp.json").write_text(servers)
+            # A string is a whole `.mcp.json`, as a README prints it.
+            (work / ".mcp.json").write_text(project_file if isinstance(project_file, str) else servers)
             mcp_flags = []
         elif mcp_add:
             mcp_flags = []

@@ -342,10 +342,15 @@ class Suite:
         self.channel_turn("a2", "are you back?")
 
     def declared_names_and_numbering(self):
-        header = {"X-Agent-Name": "${AGENT_NAME}"}
+        # The README's "Stable names" .mcp.json, as printed but for the port.
+        printed = next((block for block in re.findall(r"```json\n(.*?)```", README.read_text(), re.S)
+                        if '"X-Agent-Name"' in block), None)
+        check(printed and "http://localhost:3000/mcp" in printed,
+              "the README shows a .mcp.json that declares X-Agent-Name", printed)
+        project = printed.replace("http://localhost:3000/mcp", self.server.base + "/mcp")
         self.start_sessions({
-            "a4": {"headers": header, "env": {"AGENT_NAME": "planner"}, "project_file": True},
-            "a5": {"headers": header, "env": {"AGENT_NAME": "reviewer"}, "project_file": True},
+            "a4": {"env": {"AGENT_NAME": "planner"}, "project_file": project},
+            "a5": {"env": {"AGENT_NAME": "reviewer"}, "project_file": project},
             "a6": {},
         })
         self.names.update(a4="planner", a5="reviewer")
