@@ -16,6 +16,7 @@ use crate::{
         redis::{ConnectError, RedisCluster, RedisOptions},
     },
     delivery::{
+        Delivery,
         inbox::{InboxLimits, Inboxes, Mail, by_recipient},
         journal::{Journal, JournalError},
     },
@@ -196,6 +197,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         .map_err(|error| StartError::Serve(std::io::Error::other(error)))??;
         Arc::new(chain.watch()?)
     };
+    let delivery = Delivery::new(cluster.clone(), mail.clone());
     let registry = Arc::new(Registry::with_cluster(
         cli.queue_depth,
         grace,
@@ -213,7 +215,7 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         .transpose()?
         .map(Arc::new);
     let bus = Arc::new(
-        Bus::new(registry, filters, cli.max_message_bytes)
+        Bus::new(registry, delivery, filters, cli.max_message_bytes)
             .with_metrics(metrics)
             .with_audit(audit.clone()),
     );

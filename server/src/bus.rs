@@ -13,11 +13,11 @@ use crate::{
     activity::{self, Activity, KEPT_CONTENT},
     audit::{Audit, Entry},
     cluster::RouteError,
-    delivery::{PushError, inbox::InboxError},
+    delivery::{Delivery, Handed, Recipient, Undelivered, inbox::InboxError},
     filter::{Decision, FilterStage},
     message::{Message, SENDER_ID_META, clip, neutralize_controls},
     metrics::{MessageLabels, Metrics, OutcomeLabels},
-    registry::{LookupError, Recipient, Registry},
+    registry::{LookupError, Registry},
 };
 
 pub const AGENT_MESSAGE_KIND: &str = "agent-message";
@@ -125,6 +125,7 @@ pub fn queued_sentence(to: &str, waiting: usize) -> String {
 
 pub struct Bus {
     registry: Arc<Registry>,
+    delivery: Delivery,
     filters: Arc<dyn FilterStage>,
     max_message_bytes: usize,
     next_id: AtomicU64,
@@ -159,11 +160,13 @@ fn now_ms() -> u64 {
 impl Bus {
     pub fn new(
         registry: Arc<Registry>,
+        delivery: Delivery,
         filters: Arc<dyn FilterStage>,
         max_message_bytes: usize,
     ) -> Self {
         Self {
             registry,
+            delivery,
             filters,
             max_message_bytes,
             next_id: AtomicU64::new(1),
@@ -488,33 +491,13 @@ impl Bus {
             rewritten_by: rewritten_by.clone(),
             queued,
         };
-        let handed_over = match &recipient {
-            Recipient::Local(agent) => match agent.hand_over(notification.clone()).await {
-                Ok(written) => {
-                    written.await;
-                    Ok(())
-                }
-                Err(refusal) => Err(refusal),
-            },
-            // The chain ran here; the owning replica only queues the result.
-            Recipient::Remote(remote) => {
-                match self.registry.cluster().deliver(remote, &notification).await {
-                    Ok(()) => Ok(()),
-                    Err(RouteError::Refused(refusal)) => Err(refusal),
-                    Err(error) => return Err(SendError::Route(error)),
-                }
-            }
-            Recipient::Away(_) => Err(PushError::Offline),
-        };
-        match handed_over {
-            Ok(()) => Ok(receipt(None)),
-            Err(PushError::Full(waiting)) => Err(SendError::QueueFull { to, waiting }),
-            // Away, or the stream did not come back in time: the inbox.
-            Err(PushError::Offline) => match self.registry.mail().queue(&to, notification).await {
-                Ok(waiting) => Ok(receipt(Some(waiting))),
-                Err(InboxError::NoInbox(_)) => Err(SendError::WentOffline { to }),
-                Err(refusal) => Err(SendError::Inbox(refusal)),
-            },
+        match self.delivery.hand_over(&recipient, notification).await {
+            Ok(Handed::Streamed) => Ok(receipt(None)),
+            Ok(Handed::Queued(waiting)) => Ok(receipt(Some(waiting))),
+            Err(Undelivered::QueueFull(waiting)) => Err(SendError::QueueFull { to, waiting }),
+            Err(Undelivered::WentOffline) => Err(SendError::WentOffline { to }),
+            Err(Undelivered::Route(error)) => Err(SendError::Route(error)),
+            Err(Undelivered::Inbox(refusal)) => Err(SendError::Inbox(refusal)),
         }
     }
 }

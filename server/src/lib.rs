@@ -2,9 +2,10 @@
 //!
 //! Data flows one way: HTTP/MCP ([`http`], [`mcp`]) -> [`bus`] -> [`registry`]
 //! (who is the recipient) -> [`filter`] stage (the WebAssembly [`chain`]) ->
-//! [`delivery`] (the recipient's outbox, or its inbox while it is away, both
-//! journaled on disk) or another replica. [`bus`] is the one path a message
-//! takes through them. With `--redis`, [`cluster`] extends names, presence,
+//! [`delivery`] (the recipient's outbox, its inbox while it is away, both
+//! journaled on disk, or the replica that holds it). [`bus`] is the one path
+//! a message takes through them; the [`activity`] it reports feeds the
+//! operator's dashboard. With `--redis`, [`cluster`] extends names, presence,
 //! delivery and inboxes to the other replicas; it sees this replica's agents
 //! only through [`cluster::LocalAgents`].
 //! [`client`] is the other side: the `join`, `send` and `agents` subcommands.

@@ -19,9 +19,9 @@ use std::{
 use rmcp::model::ServerJsonRpcMessage;
 
 use crate::{
-    cluster::{Cluster, ClusterError, Held, LocalAgents, LocalCluster, Remote, Sequence},
+    cluster::{Cluster, ClusterError, Held, LocalAgents, LocalCluster, Sequence},
     delivery::{
-        Generation, LocalAgent, Outbox, OutboxStream, PushError,
+        Generation, LocalAgent, Outbox, OutboxStream, PushError, Recipient,
         inbox::{Away, InboxError, InboxLimits, Inboxes, Mail, is_auto_name},
         journal::Journal,
     },
@@ -132,25 +132,6 @@ pub struct OnlineAgent {
     pub since: SystemTime,
     /// Messages queued for its stream, not yet written.
     pub waiting: usize,
-}
-
-/// Where a message for an agent goes.
-#[derive(Clone)]
-pub enum Recipient {
-    Local(LocalAgent),
-    Remote(Remote),
-    /// Away, with an inbox under this name.
-    Away(String),
-}
-
-impl Recipient {
-    pub fn name(&self) -> &str {
-        match self {
-            Recipient::Local(agent) => &agent.name,
-            Recipient::Remote(remote) => &remote.name,
-            Recipient::Away(name) => name,
-        }
-    }
 }
 
 /// The names a session asks for when it attaches, strongest first.

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use proptest::prelude::*;
 use server::{
     bus::Bus,
+    delivery::Delivery,
     filter::PassThrough,
     http::trigger::parse_body,
     message::{
@@ -91,7 +92,8 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let registry = Arc::new(Registry::new(16, Duration::from_millis(50)));
-            let bus = Bus::new(registry.clone(), Arc::new(PassThrough), 32);
+            let delivery = Delivery::new(registry.cluster().clone(), registry.mail().clone());
+            let bus = Bus::new(registry.clone(), delivery, Arc::new(PassThrough), 32);
             let names = ["agent-1", "agent-2", "agent-3", "ghost"];
             let mut streams = Vec::new();
             for session in ["s0", "s1", "s2"] {
