@@ -77,6 +77,103 @@ pub fn is_meta_key(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Who sets meta besides the server, which decides what it may set. Agents
+/// set none (`send-message` takes no meta); the server's own keys win over
+/// anything set ([`Message::to_notification`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaSetter {
+    /// A filter, on the message it rewrites: annotations and any severity.
+    Filter,
+    /// A trigger (`POST /v1/messages`): no filter annotations, and only the
+    /// severities in [`TRIGGER_SEVERITIES`], so a recipient can trust both.
+    Trigger,
+}
+
+/// Why meta was refused; one sentence for the sender or the filter's fault.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum MetaError {
+    #[error("{count} meta entries, over the limit of {limit}")]
+    TooMany { count: usize, limit: usize },
+    #[error("meta key {0:?} is not allowed: keys must match ^[a-zA-Z_][a-zA-Z0-9_]*$")]
+    Key(String),
+    #[error("meta key {0:?} belongs to the server")]
+    Reserved(String),
+    #[error("meta key {0:?} is set by filters and cannot be supplied")]
+    FilterAnnotation(String),
+    #[error("severity {0:?} is not one a trigger may give: use info, warning or error")]
+    Severity(String),
+    #[error("meta key {key:?}… is {bytes} bytes, over the limit of {limit}")]
+    KeyTooLong {
+        key: String,
+        bytes: usize,
+        limit: usize,
+    },
+    #[error("meta value of {key:?} is {bytes} bytes, over the limit of {limit}")]
+    ValueTooLong {
+        key: String,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+impl MetaSetter {
+    pub const fn max_entries(self) -> usize {
+        match self {
+            MetaSetter::Filter => 32,
+            MetaSetter::Trigger => 16,
+        }
+    }
+
+    pub const MAX_KEY_BYTES: usize = 64;
+    pub const MAX_VALUE_BYTES: usize = 1024;
+
+    /// Checks `meta` against the rules for this setter.
+    pub fn check(self, meta: &[(String, String)]) -> Result<(), MetaError> {
+        if meta.len() > self.max_entries() {
+            return Err(MetaError::TooMany {
+                count: meta.len(),
+                limit: self.max_entries(),
+            });
+        }
+        for (key, value) in meta {
+            if key.len() > Self::MAX_KEY_BYTES {
+                return Err(MetaError::KeyTooLong {
+                    key: clip(key, 32).to_owned(),
+                    bytes: key.len(),
+                    limit: Self::MAX_KEY_BYTES,
+                });
+            }
+            if !is_meta_key(key) {
+                return Err(MetaError::Key(key.clone()));
+            }
+            if is_reserved_meta_key(key) {
+                return Err(MetaError::Reserved(key.clone()));
+            }
+            if value.len() > Self::MAX_VALUE_BYTES {
+                return Err(MetaError::ValueTooLong {
+                    key: key.clone(),
+                    bytes: value.len(),
+                    limit: Self::MAX_VALUE_BYTES,
+                });
+            }
+            if self == MetaSetter::Trigger {
+                if FILTER_ANNOTATIONS
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(key))
+                {
+                    return Err(MetaError::FilterAnnotation(key.clone()));
+                }
+                if key.eq_ignore_ascii_case("severity")
+                    && !TRIGGER_SEVERITIES.contains(&value.as_str())
+                {
+                    return Err(MetaError::Severity(clip(value, 32).to_owned()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The longest prefix of `text` within `max` bytes, cut at a char boundary.
 pub fn clip(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -144,6 +241,53 @@ mod tests {
         for bad in ["", "1a", "a-b", "a.b", "é", "a b"] {
             assert!(!is_meta_key(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn filters_may_annotate_and_triggers_may_not() {
+        let meta = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+        for setter in [MetaSetter::Filter, MetaSetter::Trigger] {
+            assert_eq!(
+                setter.check(&meta("From", "x")),
+                Err(MetaError::Reserved("From".into()))
+            );
+            assert_eq!(
+                setter.check(&meta("a-b", "x")),
+                Err(MetaError::Key("a-b".into()))
+            );
+            assert!(matches!(
+                setter.check(&meta("k", &"v".repeat(1025))),
+                Err(MetaError::ValueTooLong { bytes: 1025, .. })
+            ));
+            assert!(matches!(
+                setter.check(&meta(&"k".repeat(65), "v")),
+                Err(MetaError::KeyTooLong { bytes: 65, .. })
+            ));
+            let many: Vec<_> = (0..=setter.max_entries())
+                .map(|i| (format!("k{i}"), String::new()))
+                .collect();
+            assert!(matches!(
+                setter.check(&many),
+                Err(MetaError::TooMany { .. })
+            ));
+        }
+        assert_eq!(MetaSetter::Filter.check(&meta("redacted", "email")), Ok(()));
+        assert_eq!(
+            MetaSetter::Filter.check(&meta("severity", "critical")),
+            Ok(())
+        );
+        assert_eq!(
+            MetaSetter::Trigger.check(&meta("Redacted", "email")),
+            Err(MetaError::FilterAnnotation("Redacted".into()))
+        );
+        assert_eq!(
+            MetaSetter::Trigger.check(&meta("SEVERITY", "critical")),
+            Err(MetaError::Severity("critical".into()))
+        );
+        assert_eq!(
+            MetaSetter::Trigger.check(&meta("severity", "warning")),
+            Ok(())
+        );
     }
 
     #[test]

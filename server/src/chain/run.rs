@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, sync::Mutex, time::Instant};
 
 use crate::{
     filter::Decision,
-    message::{self, SENDER_ID_META, is_reserved_meta_key},
+    message::{self, MetaSetter, SENDER_ID_META},
     metrics::{FaultLabels, FilterLabels, FilterMetrics, FilterVerdictLabels},
 };
 
@@ -17,10 +17,6 @@ use super::{
     instance::{Fault, FilterRuntime, Message, Rewrite, Verdict},
 };
 
-/// Most meta pairs a filter may leave on a message.
-const MAX_META_ENTRIES: usize = 32;
-/// Longest meta value a filter may set, in bytes.
-const MAX_META_VALUE_BYTES: usize = 1024;
 /// Longest reject reason passed on to the sender, in bytes.
 const MAX_REASON_BYTES: usize = 1024;
 
@@ -291,30 +287,7 @@ fn keep_host_meta(
 }
 
 fn check_meta(meta: &[(String, String)]) -> Result<(), Fault> {
-    if meta.len() > MAX_META_ENTRIES {
-        return Err(Fault::Verdict(format!(
-            "{} meta entries, over the limit of {MAX_META_ENTRIES}",
-            meta.len()
-        )));
-    }
-    for (key, value) in meta {
-        if !message::is_meta_key(key) {
-            return Err(Fault::Verdict(format!(
-                "meta key {:?} is not an identifier",
-                clip(key, 64)
-            )));
-        }
-        if is_reserved_meta_key(key) {
-            return Err(Fault::Verdict(format!(
-                "meta key {key:?} belongs to the server"
-            )));
-        }
-        if value.len() > MAX_META_VALUE_BYTES {
-            return Err(Fault::Verdict(format!(
-                "meta value of {key:?} is {} bytes, over the limit of {MAX_META_VALUE_BYTES}",
-                value.len()
-            )));
-        }
-    }
-    Ok(())
+    MetaSetter::Filter
+        .check(meta)
+        .map_err(|error| Fault::Verdict(error.to_string()))
 }

@@ -17,16 +17,10 @@ use serde_json::json;
 use crate::{
     auth::Principal,
     bus::{Bus, Receipt, SendError},
-    message::{
-        FILTER_ANNOTATIONS, TRIGGER_SEVERITIES, is_meta_key, is_reserved_meta_key,
-        neutralize_controls,
-    },
+    message::{MetaError, MetaSetter, clip, neutralize_controls},
     registry::{LookupError, NameError, validate_name},
 };
 
-pub const MAX_META_ENTRIES: usize = 16;
-pub const MAX_META_KEY_BYTES: usize = 64;
-pub const MAX_META_VALUE_BYTES: usize = 1024;
 /// `from` of triggers when the server runs without authentication.
 pub const ANONYMOUS_TRIGGER: &str = "webhook";
 
@@ -43,18 +37,8 @@ pub struct TriggerMessage {
 pub enum BodyError {
     #[error("the body is not the JSON object {{\"to\", \"content\", \"meta\"?, \"from\"?}}: {0}")]
     Malformed(String),
-    #[error("meta key {0:?} is not allowed: keys must match ^[a-zA-Z_][a-zA-Z0-9_]*$")]
-    MetaKey(String),
-    #[error("meta key {0:?} is set by the server and cannot be supplied")]
-    ReservedKey(String),
-    #[error("meta key {0:?} is set by filters and cannot be supplied")]
-    FilterAnnotation(String),
-    #[error("severity {0:?} is not one a trigger may give: use info, warning or error")]
-    Severity(String),
-    #[error(
-        "meta is too large: at most {MAX_META_ENTRIES} entries, keys up to {MAX_META_KEY_BYTES} bytes, values up to {MAX_META_VALUE_BYTES} bytes"
-    )]
-    MetaTooLarge,
+    #[error(transparent)]
+    Meta(#[from] MetaError),
     #[error("from: {0}")]
     FromName(NameError),
     #[error("from is fixed by the access token as {0}; leave it out")]
@@ -77,41 +61,24 @@ struct Body {
 pub fn parse_body(bytes: &[u8]) -> Result<TriggerMessage, BodyError> {
     let body: Body =
         serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?;
-    if body.meta.len() > MAX_META_ENTRIES {
-        return Err(BodyError::MetaTooLarge);
-    }
     let mut meta = Vec::with_capacity(body.meta.len());
     for (key, value) in body.meta {
-        if !is_meta_key(&key) {
-            return Err(BodyError::MetaKey(key.chars().take(64).collect()));
-        }
-        if is_reserved_meta_key(&key) {
-            return Err(BodyError::ReservedKey(key));
-        }
-        if FILTER_ANNOTATIONS
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&key))
-        {
-            return Err(BodyError::FilterAnnotation(key));
-        }
         let serde_json::Value::String(value) = value else {
             return Err(BodyError::Malformed(format!(
-                "meta value of {key} must be a string"
+                "meta value of {} must be a string",
+                clip(&key, 64)
             )));
         };
-        if key.len() > MAX_META_KEY_BYTES || value.len() > MAX_META_VALUE_BYTES {
-            return Err(BodyError::MetaTooLarge);
-        }
-        if key.eq_ignore_ascii_case("severity") {
-            if !TRIGGER_SEVERITIES.contains(&value.as_str()) {
-                return Err(BodyError::Severity(value.chars().take(32).collect()));
-            }
-            // One spelling, so it replaces the server's default.
-            meta.push(("severity".to_owned(), value));
-            continue;
-        }
-        let value = neutralize_controls(&value).into_owned();
         meta.push((key, value));
+    }
+    MetaSetter::Trigger.check(&meta)?;
+    for (key, value) in &mut meta {
+        if key.eq_ignore_ascii_case("severity") {
+            // One spelling, so it replaces the server's default.
+            "severity".clone_into(key);
+        } else {
+            *value = neutralize_controls(value).into_owned();
+        }
     }
     if let Some(from) = &body.from {
         validate_name(from).map_err(BodyError::FromName)?;
@@ -212,6 +179,7 @@ pub async fn list_agents(State(bus): State<Arc<Bus>>) -> Json<serde_json::Value>
 mod tests {
     use super::*;
 
+    use crate::message::{FILTER_ANNOTATIONS, is_meta_key, is_reserved_meta_key};
     use proptest::prelude::*;
 
     proptest! {
@@ -227,7 +195,7 @@ mod tests {
             let _ = parse_body(&garbage);
             let body = serde_json::to_vec(&serde_json::json!({"to": to, "content": content, "meta": meta})).unwrap();
             if let Ok(message) = parse_body(&body) {
-                prop_assert!(message.meta.len() <= MAX_META_ENTRIES);
+                prop_assert!(message.meta.len() <= MetaSetter::Trigger.max_entries());
                 for (key, value) in &message.meta {
                     prop_assert!(is_meta_key(key));
                     prop_assert!(!is_reserved_meta_key(key));
@@ -244,7 +212,7 @@ mod tests {
         assert_eq!(ok.meta, [("build".to_owned(), "42".to_owned())]);
         assert_eq!(
             parse_body(br#"{"to":"a","content":"c","meta":{"bad-key":"x"}}"#),
-            Err(BodyError::MetaKey("bad-key".into()))
+            Err(BodyError::Meta(MetaError::Key("bad-key".into())))
         );
         for reserved in [
             "from",
@@ -258,19 +226,21 @@ mod tests {
             let body = format!(r#"{{"to":"a","content":"c","meta":{{"{reserved}":"x"}}}}"#);
             assert_eq!(
                 parse_body(body.as_bytes()),
-                Err(BodyError::ReservedKey(reserved.into()))
+                Err(BodyError::Meta(MetaError::Reserved(reserved.into())))
             );
         }
         for annotation in ["redacted", "Injection_Suspected"] {
             let body = format!(r#"{{"to":"a","content":"c","meta":{{"{annotation}":"x"}}}}"#);
             assert_eq!(
                 parse_body(body.as_bytes()),
-                Err(BodyError::FilterAnnotation(annotation.into()))
+                Err(BodyError::Meta(MetaError::FilterAnnotation(
+                    annotation.into()
+                )))
             );
         }
         assert!(matches!(
             parse_body(br#"{"to":"a","content":"c","meta":{"severity":"critical"}}"#),
-            Err(BodyError::Severity(_))
+            Err(BodyError::Meta(MetaError::Severity(_)))
         ));
         let warning =
             parse_body(br#"{"to":"a","content":"c","meta":{"Severity":"warning"}}"#).unwrap();
