@@ -133,6 +133,8 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         ttl: cli.inbox_ttl,
         max_messages: cli.inbox_max_messages,
         max_bytes: cli.inbox_max_bytes,
+        max_total_bytes: cli.inbox_max_total_bytes,
+        max_inboxes: cli.max_inboxes,
     };
 
     let grace = Duration::from_millis(cli.reconnect_grace_ms);

@@ -160,6 +160,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub inbox_max_bytes: usize,
 
+    /// Most bytes waiting in all inboxes together; more are refused.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub inbox_max_total_bytes: usize,
+
+    /// Most inboxes at once; past it an empty one away the longest makes
+    /// room, and when all hold mail a name that goes away keeps none.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_inboxes: usize,
+
     /// Sessions without an open stream are closed after this many seconds idle.
     #[arg(long, default_value_t = 600)]
     pub session_idle_secs: u64,

@@ -272,3 +272,41 @@ async fn full_inboxes_refuse_naming_the_limit() -> Result<()> {
     coder.expect_silence(Duration::from_millis(300)).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn all_inboxes_together_and_their_number_are_bounded() -> Result<()> {
+    let server = Server::bare(&args(&[
+        "--inbox-max-total-bytes",
+        "1500",
+        "--max-inboxes",
+        "2",
+    ]))
+    .await?;
+    let sender = Agent::connect(&server.url()).await?;
+    let mut away = Vec::new();
+    for name in ["coder", "planner"] {
+        let mut agent = Agent::connect_with(&server.url(), &[("x-agent-name", name)]).await?;
+        agent.drop_stream();
+        until_away(&sender, name, 0).await?;
+        away.push(agent);
+    }
+    // Each inbox has room for this; both together do not.
+    queue(&sender, "coder", &[&"x".repeat(800)]).await?;
+    let over = sender.send("planner", &"y".repeat(800)).await?;
+    assert!(over.is_error);
+    assert_eq!(
+        over.text,
+        "The recipient planner is away and the server's inboxes hold 1500 bytes in all (the limit set by --inbox-max-total-bytes); the message was not queued"
+    );
+
+    // A third name: planner's inbox is empty and makes room for it.
+    let mut reviewer = Agent::connect_with(&server.url(), &[("x-agent-name", "reviewer")]).await?;
+    reviewer.drop_stream();
+    until_away(&sender, "reviewer", 0).await?;
+    let listed = sender.call("list-agents", json!({})).await?;
+    assert_eq!(
+        listed.structured["away"],
+        json!([{"name": "coder", "waiting": 1}, {"name": "reviewer", "waiting": 0}])
+    );
+    Ok(())
+}

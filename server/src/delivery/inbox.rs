@@ -3,6 +3,10 @@
 //! it is away, messages to it queue there (within `--inbox-max-messages`
 //! and `--inbox-max-bytes`), each for at most `--inbox-ttl`. When a stream
 //! opens under that name again, the inbox is handed to it whole, in order.
+//! All inboxes together hold at most `--inbox-max-total-bytes`, and at most
+//! `--max-inboxes` of them exist: past that, an empty inbox away the longest
+//! makes room, and a name that would need a new one when none is empty gets
+//! none (mail an agent's stream had not sent yet always finds its inbox).
 //!
 //! An inbox belongs to a name, not to a session: whoever comes back as
 //! `coder` (the same session, or a new one declaring the name, or one whose
@@ -18,7 +22,7 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -56,6 +60,10 @@ pub struct InboxLimits {
     pub ttl: Duration,
     pub max_messages: usize,
     pub max_bytes: usize,
+    /// Bytes waiting in all inboxes together.
+    pub max_total_bytes: usize,
+    /// Inboxes at once.
+    pub max_inboxes: usize,
 }
 
 impl Default for InboxLimits {
@@ -64,6 +72,8 @@ impl Default for InboxLimits {
             ttl: Duration::from_secs(24 * 3600),
             max_messages: 1000,
             max_bytes: 16 * 1024 * 1024,
+            max_total_bytes: 256 * 1024 * 1024,
+            max_inboxes: 10_000,
         }
     }
 }
@@ -82,6 +92,10 @@ pub enum InboxError {
         "the recipient {to} is away and its inbox would exceed {limit} bytes (the limit set by --inbox-max-bytes) with this message; the message was not queued"
     )]
     TooManyBytes { to: String, limit: usize },
+    #[error(
+        "the recipient {to} is away and the server's inboxes hold {limit} bytes in all (the limit set by --inbox-max-total-bytes); the message was not queued"
+    )]
+    ServerFull { to: String, limit: usize },
 }
 
 struct Inbox {
@@ -142,6 +156,8 @@ pub struct Inboxes {
     limits: InboxLimits,
     journal: Arc<Journal>,
     expired: AtomicU64,
+    /// Bytes in all inboxes; changed only under the `state` lock.
+    total_bytes: AtomicUsize,
 }
 
 impl Inboxes {
@@ -151,6 +167,7 @@ impl Inboxes {
             limits,
             journal,
             expired: AtomicU64::new(0),
+            total_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -177,6 +194,7 @@ impl Inboxes {
         for (to, mail) in groups {
             let since_ms = mail.iter().map(|q| q.at_ms).max().unwrap_or_else(now_ms);
             let bytes = mail.iter().map(|q| q.bytes).sum();
+            self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
             self.lock().insert(
                 to.to_ascii_lowercase(),
                 Inbox {
@@ -192,17 +210,40 @@ impl Inboxes {
     /// `name` went away, leaving `unsent` (older than anything queued after).
     pub fn went_away(&self, name: &str, unsent: Vec<Queued>) {
         let mut state = self.lock();
-        let inbox = state
-            .entry(name.to_ascii_lowercase())
-            .or_insert_with(|| Inbox {
-                name: name.to_owned(),
-                messages: VecDeque::new(),
-                bytes: 0,
-                since_ms: now_ms(),
-            });
+        let key = name.to_ascii_lowercase();
+        if !state.contains_key(&key) && state.len() >= self.limits.max_inboxes {
+            let emptied_longest = state
+                .iter()
+                .filter(|(_, inbox)| inbox.messages.is_empty())
+                .min_by_key(|(_, inbox)| inbox.since_ms)
+                .map(|(key, _)| key.clone());
+            match emptied_longest {
+                Some(oldest) => {
+                    state.remove(&oldest);
+                }
+                // Accepted mail is never dropped for room; a name with none
+                // simply keeps no inbox.
+                None if unsent.is_empty() => {
+                    tracing::warn!(
+                        agent = name,
+                        limit = self.limits.max_inboxes,
+                        "no inbox for an agent that went away: the server holds its limit of inboxes with mail (--max-inboxes)"
+                    );
+                    return;
+                }
+                None => {}
+            }
+        }
+        let inbox = state.entry(key).or_insert_with(|| Inbox {
+            name: name.to_owned(),
+            messages: VecDeque::new(),
+            bytes: 0,
+            since_ms: now_ms(),
+        });
         inbox.since_ms = now_ms();
         for queued in unsent {
             inbox.bytes += queued.bytes;
+            self.total_bytes.fetch_add(queued.bytes, Ordering::Relaxed);
             inbox.messages.push_back(queued);
         }
     }
@@ -242,6 +283,12 @@ impl Inboxes {
                 limit: self.limits.max_bytes,
             });
         }
+        if self.total_bytes.load(Ordering::Relaxed) + bytes > self.limits.max_total_bytes {
+            return Err(InboxError::ServerFull {
+                to: inbox.name.clone(),
+                limit: self.limits.max_total_bytes,
+            });
+        }
         let at_ms = now_ms();
         let (row, written) = self.journal.put(&Record {
             to: inbox.name.clone(),
@@ -249,6 +296,7 @@ impl Inboxes {
             notification,
         });
         inbox.bytes += bytes;
+        self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
         inbox.messages.push_back(Queued {
             row,
             message,
@@ -265,7 +313,10 @@ impl Inboxes {
         self.expire_one(&mut state, &key);
         state
             .remove(&key)
-            .map(|inbox| inbox.messages.into())
+            .map(|inbox| {
+                self.total_bytes.fetch_sub(inbox.bytes, Ordering::Relaxed);
+                inbox.messages.into()
+            })
             .unwrap_or_default()
     }
 
@@ -275,6 +326,7 @@ impl Inboxes {
         let Some(inbox) = self.lock().remove(&name.to_ascii_lowercase()) else {
             return;
         };
+        self.total_bytes.fetch_sub(inbox.bytes, Ordering::Relaxed);
         if !inbox.messages.is_empty() {
             tracing::warn!(agent = %inbox.name, dropped = inbox.messages.len(), "dropping the mail of an agent that left for good");
             self.expired
@@ -306,6 +358,7 @@ impl Inboxes {
                 break;
             }
             inbox.bytes -= oldest.bytes;
+            self.total_bytes.fetch_sub(oldest.bytes, Ordering::Relaxed);
             self.journal.remove(oldest.row);
             inbox.messages.pop_front();
             dropped += 1;
@@ -489,6 +542,54 @@ mod tests {
         let _ = inboxes.queue("coder", note(1)).unwrap();
         let big = inboxes.queue("coder", note(2)).err().unwrap();
         assert!(big.to_string().contains("--inbox-max-bytes"), "{big}");
+    }
+
+    #[test]
+    fn all_inboxes_together_are_bounded() {
+        let inboxes = inboxes(InboxLimits {
+            max_total_bytes: 80,
+            ..InboxLimits::default()
+        });
+        inboxes.went_away("coder", Vec::new());
+        inboxes.went_away("planner", Vec::new());
+        let _ = inboxes.queue("coder", note(1)).unwrap();
+        let full = inboxes.queue("planner", note(2)).err().unwrap();
+        assert!(
+            matches!(full, InboxError::ServerFull { .. })
+                && full.to_string().contains("--inbox-max-total-bytes"),
+            "{full}"
+        );
+        // Taken mail frees its room.
+        assert_eq!(inboxes.take("coder").len(), 1);
+        let _ = inboxes.queue("planner", note(2)).unwrap();
+    }
+
+    #[test]
+    fn past_the_inbox_limit_an_empty_inbox_makes_room_and_mail_is_never_dropped() {
+        let inboxes = inboxes(InboxLimits {
+            max_inboxes: 2,
+            ..InboxLimits::default()
+        });
+        inboxes.went_away("first", Vec::new());
+        inboxes.went_away("second", Vec::new());
+        let _ = inboxes.queue("second", note(1)).unwrap();
+        // `first` is empty and away the longest: it goes.
+        inboxes.went_away("third", Vec::new());
+        let names: Vec<String> = inboxes.away().into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["second", "third"]);
+        let _ = inboxes.queue("third", note(2)).unwrap();
+        // Both hold mail: a name without any gets no inbox...
+        inboxes.went_away("fourth", Vec::new());
+        assert!(inboxes.display_name("fourth").is_none());
+        // ...but mail a stream had not sent always finds one.
+        let unsent = Queued {
+            row: None,
+            message: note(3),
+            bytes: 10,
+            at_ms: now_ms(),
+        };
+        inboxes.went_away("fifth", vec![unsent]);
+        assert_eq!(inboxes.take("fifth").len(), 1);
     }
 
     #[test]
