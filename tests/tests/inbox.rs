@@ -4,7 +4,7 @@
 
 use std::{path::Path, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use tests::{Agent, Server, WAIT};
 use tokio::time::timeout;
@@ -308,5 +308,22 @@ async fn all_inboxes_together_and_their_number_are_bounded() -> Result<()> {
         listed.structured["away"],
         json!([{"name": "coder", "waiting": 1}, {"name": "reviewer", "waiting": 0}])
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rename_is_kept_through_a_kill_9_right_after_it() -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let plugins = plugins_in(state.path())?;
+    let mut server = Server::launch(&plugins, state.path(), 0, GRACE).await?;
+    let port = server.port;
+    let mut agent = Agent::connect(&server.url()).await?;
+    let renamed = agent.call("rename-agent", json!({"name": "coder"})).await?;
+    ensure!(!renamed.is_error, "{}", renamed.text);
+    server.kill().await?;
+
+    let _server = Server::launch(&plugins, state.path(), port, GRACE).await?;
+    agent.reopen_stream(false).await?;
+    assert_eq!(agent.whoami().await?, "coder");
     Ok(())
 }

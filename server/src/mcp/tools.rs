@@ -174,6 +174,9 @@ impl Switchboard {
         match self.bus.registry().rename(&session, &name).await {
             Ok(old) => {
                 self.store.set_name(&session, &name).await;
+                // On disk before the agent hears it: a crash right after
+                // must not restore it, and its mail, under the old name.
+                self.store.flush().await;
                 tracing::info!(from = %old, to = %name, "agent renamed");
                 answer(
                     format!("Renamed from {old} to {name}"),
