@@ -143,7 +143,7 @@ async fn send_exit_codes_tell_outcomes_apart() -> Result<()> {
         (
             &["--to", "planner", "--meta", "from=me", "hi"],
             2,
-            "set by the server",
+            "belongs to the server",
         ),
         (
             &["--to", "planner", "--from", "no spaces", "hi"],
