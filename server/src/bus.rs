@@ -15,7 +15,7 @@ use crate::{
     cluster::RouteError,
     delivery::{Delivery, Handed, Recipient, Undelivered, inbox::InboxError},
     filter::{Decision, FilterStage},
-    message::{Message, SENDER_ID_META, clip, neutralize_controls},
+    message::{Message, SENDER_ID_META, clip, into_neutralized},
     metrics::{MessageLabels, Metrics, OutcomeLabels},
     registry::{LookupError, Registry},
 };
@@ -416,7 +416,7 @@ impl Bus {
         }
         let recipient = recipient?;
         // Filters see what the recipient will see, and the limit holds for that.
-        let content = neutralize_controls(&content).into_owned();
+        let content = into_neutralized(content);
         if content.len() > self.max_message_bytes {
             return Err(SendError::TooLarge {
                 size: content.len(),
@@ -480,7 +480,7 @@ impl Bus {
         // A rewrite may have brought controls back; made visible, three
         // bytes each, they may take it past the limit, which is bounded still.
         let message = Message {
-            content: neutralize_controls(&message.content).into_owned(),
+            content: into_neutralized(message.content),
             ..message
         };
         let notification = Arc::new(message.to_notification(kind));

@@ -70,6 +70,16 @@ pub struct Message {
     pub sent_at_ms: u64,
 }
 
+/// [`neutralize_controls`] on an owned string, keeping the string itself
+/// when nothing changes (nearly always): no copy of the content per message.
+pub fn into_neutralized(text: String) -> String {
+    let changed = match neutralize_controls(&text) {
+        std::borrow::Cow::Owned(changed) => Some(changed),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    changed.unwrap_or(text)
+}
+
 /// Claude Code drops meta keys that do not look like identifiers.
 pub fn is_meta_key(key: &str) -> bool {
     let mut chars = key.chars();
@@ -288,6 +298,14 @@ mod tests {
             MetaSetter::Trigger.check(&meta("severity", "warning")),
             Ok(())
         );
+    }
+
+    #[test]
+    fn owned_text_without_controls_is_not_copied() {
+        let plain = String::from("plain\ttext\nline");
+        let at = plain.as_ptr();
+        assert_eq!(into_neutralized(plain).as_ptr(), at);
+        assert_eq!(into_neutralized("a\u{7}b".into()), "a\u{2407}b");
     }
 
     #[test]
