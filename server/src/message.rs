@@ -304,7 +304,8 @@ mod tests {
     fn owned_text_without_controls_is_not_copied() {
         let plain = String::from("plain\ttext\nline");
         let at = plain.as_ptr();
-        assert_eq!(into_neutralized(plain).as_ptr(), at);
+        let kept = into_neutralized(plain);
+        assert_eq!(kept.as_ptr(), at);
         assert_eq!(into_neutralized("a\u{7}b".into()), "a\u{2407}b");
     }
 
