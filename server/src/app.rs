@@ -263,7 +263,14 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
         max_agents: cli.max_agents,
         max_sessions: cli.max_sessions,
     });
-    let app = http::router(mcp, bus, guard, permissions, max_body_bytes);
+    let app = http::router(
+        mcp,
+        bus,
+        guard,
+        permissions,
+        max_body_bytes,
+        shutdown.clone(),
+    );
     tokio::spawn(stop_on_signal(shutdown.clone(), sessions));
     tracing::info!(
         url = %format!("http://{addr}/mcp"),

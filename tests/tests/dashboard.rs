@@ -201,6 +201,21 @@ async fn the_dashboard_routes_need_an_admin_and_show_the_room() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn an_open_dashboard_does_not_hold_up_shutdown() -> Result<()> {
+    let mut server = Server::bare(&[]).await?;
+    let stream = get(&server, "/v1/dashboard/events", None).await?;
+    assert_eq!(stream.status(), 200);
+    server.signal(nix::sys::signal::Signal::SIGTERM)?;
+    let lines = server.log_until("switchboard stopped").await?;
+    assert!(
+        !lines.iter().any(|l| l.contains("connections still open")),
+        "shutdown waited for the dashboard's stream: {lines:?}"
+    );
+    drop(stream);
+    Ok(())
+}
+
 /// Chromium, headless, behind its WebDriver server on a free port.
 struct Browser {
     client: Client,

@@ -197,6 +197,7 @@ pub async fn state(
     Json(snapshot(&operator, operator_name(principal)).await)
 }
 
+/// What the live stream sends next.
 enum Next {
     Verdict(Arc<Verdict>),
     Lagged(u64),
@@ -229,6 +230,8 @@ pub async fn events(
         (operator, name, feed, ticks),
         |(operator, name, mut feed, mut ticks)| async move {
             let next = tokio::select! {
+                // Shutdown waits for open connections; a dashboard must not hold it up.
+                () = operator.shutdown.cancelled() => return None,
                 received = feed.recv() => match received {
                     Ok(verdict) => Next::Verdict(verdict),
                     Err(RecvError::Lagged(skipped)) => Next::Lagged(skipped),

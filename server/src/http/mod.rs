@@ -18,6 +18,7 @@ use axum::{
     routing::{get, post},
 };
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 
@@ -55,6 +56,7 @@ pub fn router(
     guard: Arc<guard::Guard>,
     permissions: Option<Arc<Permissions>>,
     max_body_bytes: usize,
+    shutdown: CancellationToken,
 ) -> Router {
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
@@ -72,6 +74,7 @@ pub fn router(
         bus: bus.clone(),
         sessions: guard.sessions.clone(),
         permissions,
+        shutdown,
     };
     let health = Router::new()
         .route("/", get(dashboard::page))

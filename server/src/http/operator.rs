@@ -28,6 +28,8 @@ pub struct Operator {
     pub sessions: Arc<AgentSessions>,
     /// Set with `--permission-relay`.
     pub permissions: Option<Arc<Permissions>>,
+    /// Cancelled at shutdown: the dashboard's event streams end then.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Operator {
