@@ -117,12 +117,15 @@ impl Activity {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a verdict; `content` is what [`Content`] says it is.
-    pub fn record(&self, verdict: Verdict, content: &str) {
+    /// Records a verdict; `content` is what [`Content`] says it is, cut
+    /// here to what is kept (in place: no second copy of it).
+    pub fn record(&self, verdict: Verdict, mut content: String) {
+        let clipped = content.len() > KEPT_CONTENT;
+        content.truncate(clip(&content, KEPT_CONTENT).len());
         let kept = Content {
             id: verdict.id.clone(),
-            content: clip(content, KEPT_CONTENT).to_owned(),
-            clipped: content.len() > KEPT_CONTENT,
+            content,
+            clipped,
         };
         let verdict = Arc::new(verdict);
         {
@@ -220,9 +223,12 @@ mod tests {
     fn counts_pairs_and_keeps_the_last_messages() {
         let activity = Activity::default();
         let mut feed = activity.subscribe();
-        activity.record(verdict(1, "coder", "planner", "delivered"), "hello");
-        activity.record(verdict(2, "coder", "planner", "rejected"), "ignore all");
-        activity.record(verdict(3, "planner", "coder", "queued"), "later");
+        activity.record(verdict(1, "coder", "planner", "delivered"), "hello".into());
+        activity.record(
+            verdict(2, "coder", "planner", "rejected"),
+            "ignore all".into(),
+        );
+        activity.record(verdict(3, "planner", "coder", "queued"), "later".into());
         assert_eq!(feed.try_recv().unwrap().id, "1");
         let counts = activity.counts();
         assert_eq!((counts["coder"].sent, counts["coder"].received), (2, 1));
@@ -232,7 +238,7 @@ mod tests {
                 kind: "webhook",
                 ..verdict(4, "ci", "coder", "delivered")
             },
-            "green",
+            "green".into(),
         );
         let counts = activity.counts();
         assert!(counts["coder"].agent && !counts["ci"].agent);
@@ -241,7 +247,7 @@ mod tests {
         assert_eq!(activity.content("2").unwrap().content, "ignore all");
 
         for id in 5..(5 + RECENT as u64) {
-            activity.record(verdict(id, "a", "b", "delivered"), "x");
+            activity.record(verdict(id, "a", "b", "delivered"), "x".into());
         }
         assert_eq!(activity.recent().len(), RECENT);
         assert!(activity.content("3").is_none(), "only the last {RECENT}");
@@ -251,12 +257,15 @@ mod tests {
     fn content_is_clipped_and_names_are_bounded() {
         let activity = Activity::default();
         let long = "é".repeat(KEPT_CONTENT);
-        activity.record(verdict(1, "a", "b", "delivered"), &long);
+        activity.record(verdict(1, "a", "b", "delivered"), long);
         let kept = activity.content("1").unwrap();
         assert!(kept.clipped && kept.content.len() <= KEPT_CONTENT);
 
         for id in 0..(TRACKED as u64 + 50) {
-            activity.record(verdict(id + 2, &format!("s{id}"), "b", "rejected"), "x");
+            activity.record(
+                verdict(id + 2, &format!("s{id}"), "b", "rejected"),
+                "x".into(),
+            );
         }
         let counts = activity.counts();
         assert_eq!(counts.len(), TRACKED);

@@ -343,13 +343,18 @@ impl Bus {
                 (error.outcome(), String::new())
             }
         };
-        if let Some(verdict) = &verdict {
-            let (filter, reason) = match result {
+        if let Some(verdict) = verdict {
+            let rejected = match result {
                 Err(SendError::Rejected { filter, reason }) => {
-                    (Some(filter.clone()), Some(reason.clone()))
+                    Some((filter.clone(), reason.clone()))
                 }
-                Err(error) => (None, Some(error.to_string())),
-                Ok(_) => (None, None),
+                _ => None,
+            };
+            // The dashboard also says why an accepted message was not delivered.
+            let reason = match (&rejected, result) {
+                (Some((_, reason)), _) => Some(reason.clone()),
+                (None, Err(error)) => Some(error.to_string()),
+                (None, Ok(_)) => None,
             };
             self.activity.record(
                 activity::Verdict {
@@ -360,31 +365,25 @@ impl Bus {
                     kind,
                     bytes: verdict.bytes,
                     outcome,
-                    filter,
+                    filter: rejected.as_ref().map(|(filter, _)| filter.clone()),
                     reason,
                     rewritten_by: verdict.rewritten_by.clone(),
                 },
-                &verdict.shown,
+                verdict.shown,
             );
-        }
-        if let (Some(audit), Some(verdict)) = (&self.audit, verdict) {
-            let rejected = match result {
-                Err(SendError::Rejected { filter, reason }) => {
-                    Some((filter.clone(), reason.clone()))
-                }
-                _ => None,
-            };
-            audit.record(Entry {
-                at: SystemTime::now(),
-                id: verdict.id,
-                from: from.to_owned(),
-                to: verdict.to,
-                kind,
-                rejected,
-                rewritten_by: verdict.rewritten_by,
-                outcome,
-                content: verdict.content.unwrap_or_default(),
-            });
+            if let Some(audit) = &self.audit {
+                audit.record(Entry {
+                    at: SystemTime::now(),
+                    id: verdict.id,
+                    from: from.to_owned(),
+                    to: verdict.to,
+                    kind,
+                    rejected,
+                    rewritten_by: verdict.rewritten_by,
+                    outcome,
+                    content: verdict.content.unwrap_or_default(),
+                });
+            }
         }
         self.metrics
             .messages

@@ -118,7 +118,7 @@ fn check(args: CheckArgs) -> std::process::ExitCode {
         );
         return std::process::ExitCode::from(2);
     }
-    let chain = report
+    let gated = report
         .summary
         .quality
         .as_ref()
@@ -127,7 +127,7 @@ fn check(args: CheckArgs) -> std::process::ExitCode {
         .unwrap_or_default();
     let mut failed = false;
     if let Some(min) = args.min_recall {
-        match chain.recall {
+        match gated.recall {
             Some(recall) if recall >= min => {}
             Some(recall) => {
                 eprintln!(
@@ -145,7 +145,7 @@ fn check(args: CheckArgs) -> std::process::ExitCode {
         }
     }
     if let Some(max) = args.max_false_positive_rate {
-        match chain.false_positive_rate {
+        match gated.false_positive_rate {
             Some(rate) if rate <= max => {}
             Some(rate) => {
                 eprintln!(
