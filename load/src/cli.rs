@@ -13,13 +13,14 @@ use clap::Parser;
     after_help = "Exits 1 when any accepted message was lost, duplicated or misrouted, or when nothing was accepted."
 )]
 pub struct Args {
-    /// The server's MCP endpoint.
+    /// The server's MCP endpoint. Repeat it to spread the agents over several
+    /// replicas of one cluster: agent i connects to the i-th URL, round robin.
     #[arg(
         long,
         env = "SWITCHBOARD_URL",
         default_value = "http://127.0.0.1:3000/mcp"
     )]
-    pub url: String,
+    pub url: Vec<String>,
 
     /// Agents that connect and message each other (at least 2).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
@@ -82,6 +83,11 @@ pub struct Args {
 }
 
 impl Args {
+    /// The endpoints, as the report names them.
+    pub fn urls(&self) -> String {
+        self.url.join(" ")
+    }
+
     pub fn send_window(&self) -> Duration {
         Duration::from_secs(self.seconds)
     }

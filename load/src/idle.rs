@@ -29,7 +29,11 @@ pub enum IdleError {
 }
 
 pub async fn run(args: &Args, count: u32) -> Result<IdleSummary, IdleError> {
-    let endpoint = Endpoint::new(&args.url, count as usize + 16, args.request_timeout())?;
+    let endpoints = args
+        .url
+        .iter()
+        .map(|url| Endpoint::new(url, count as usize + 16, args.request_timeout()))
+        .collect::<Result<Vec<_>, _>>()?;
     let before = args
         .pid
         .map(|pid| procstat::sample(Target::Pid(pid)))
@@ -37,7 +41,7 @@ pub async fn run(args: &Args, count: u32) -> Result<IdleSummary, IdleError> {
     // Keep-alive comments are all an idle agent receives; nothing to book.
     let handler: Handler = Arc::new(|_, _| {});
     let swarm = swarm::connect(
-        &endpoint,
+        &endpoints,
         swarm::Options {
             count,
             concurrency: args.connect_concurrency,
@@ -53,7 +57,13 @@ pub async fn run(args: &Args, count: u32) -> Result<IdleSummary, IdleError> {
         swarm.took.as_secs_f64()
     );
     tokio::time::sleep(SETTLE).await;
-    let online_reported = endpoint.online_agents().await.ok();
+    let mut online_reported = Some(0);
+    for endpoint in &endpoints {
+        online_reported = match (online_reported, endpoint.online_agents().await) {
+            (Some(sum), Ok(online)) => Some(sum + online),
+            _ => None,
+        };
+    }
     let after = args
         .pid
         .map(|pid| procstat::sample(Target::Pid(pid)))
@@ -102,7 +112,7 @@ pub async fn run(args: &Args, count: u32) -> Result<IdleSummary, IdleError> {
     };
     Ok(IdleSummary {
         mode: "idle",
-        url: args.url.clone(),
+        url: args.urls(),
         requested: count,
         connected,
         connect_secs: swarm.took.as_secs_f64(),

@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     let summary = traffic::run(&args)
         .await
-        .with_context(|| format!("traffic run against {}", args.url))?;
+        .with_context(|| format!("traffic run against {}", args.urls()))?;
     print(&summary, args.json)?;
     Ok(verdict(&summary.problems))
 }

@@ -163,7 +163,8 @@ async fn connect_one(
     Ok(agent)
 }
 
-pub async fn connect(endpoint: &Endpoint, options: Options, handler: Handler) -> Swarm {
+/// Connects `options.count` agents, agent i to `endpoints[i % len]`.
+pub async fn connect(endpoints: &[Endpoint], options: Options, handler: Handler) -> Swarm {
     let started = Instant::now();
     let live = Arc::new(AtomicU32::new(0));
     let done = Arc::new(AtomicU32::new(0));
@@ -188,6 +189,7 @@ pub async fn connect(endpoint: &Endpoint, options: Options, handler: Handler) ->
         .map(|index| {
             let (handler, live, done) = (handler.clone(), live.clone(), done.clone());
             async move {
+                let endpoint = &endpoints[index as usize % endpoints.len()];
                 let result = connect_one(endpoint, index, options, handler, live).await;
                 done.fetch_add(1, Ordering::Relaxed);
                 result

@@ -260,14 +260,18 @@ impl Progress {
 
 pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
     let connections = (args.agents + args.max_in_flight) as usize + 16;
-    let endpoint = Endpoint::new(&args.url, connections, args.request_timeout())?;
+    let endpoints = args
+        .url
+        .iter()
+        .map(|url| Endpoint::new(url, connections, args.request_timeout()))
+        .collect::<Result<Vec<_>, _>>()?;
     let ledger = Arc::new(Ledger::new());
     let handler: Handler = {
         let ledger = ledger.clone();
         Arc::new(move |at, event| on_event(&ledger, at, event))
     };
     let swarm = swarm::connect(
-        &endpoint,
+        &endpoints,
         swarm::Options {
             count: args.agents,
             concurrency: args.connect_concurrency,
@@ -366,7 +370,7 @@ pub async fn run(args: &Args) -> Result<TrafficSummary, TrafficError> {
     let counts = closing.counts;
     Ok(TrafficSummary {
         mode: "traffic",
-        url: args.url.clone(),
+        url: args.urls(),
         agents: args.agents,
         target_rate: args.target_rate(),
         seconds: args.seconds,

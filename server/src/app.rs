@@ -236,19 +236,18 @@ pub async fn run(cli: ServeArgs) -> Result<(), StartError> {
     // is six bytes as `\u0001`) plus the envelope: a message within
     // --max-message-bytes is never refused for its escaping.
     let max_body_bytes = cli.max_message_bytes * 6 + 64 * 1024;
-    let (mcp, sessions) = mcp::service(
+    let mcp = mcp::service(
         bus.clone(),
         store.clone(),
         identities.clone(),
         McpOptions {
             session_idle: Duration::from_secs(cli.session_idle_secs),
-            max_request_bytes: max_body_bytes,
-            any_host: !cli.bind.is_loopback(),
             session_prefix: redis.as_ref().map(|r| r.replica().to_owned()),
             permissions: permissions.clone(),
         },
         shutdown.clone(),
     );
+    let sessions = mcp.sessions.clone();
     if let Err(error) = sessions.restore_agents().await {
         tracing::warn!(%error, "agents from before the restart get new names");
     }

@@ -534,3 +534,102 @@ async fn a_real_mcp_client_sees_the_tools() -> Result<()> {
     client.cancel().await?;
     Ok(())
 }
+
+/// What `/mcp` answers as a streamable-HTTP server in session mode: requests
+/// as plain JSON on the request itself (one event for a client that takes
+/// only a stream), notifications with 202, and clear refusals otherwise.
+#[tokio::test]
+async fn the_transport_answers_each_request_on_itself() -> Result<()> {
+    let server = Server::bare(&[]).await?;
+    let session = Session::open(&server.url()).await?;
+    let http = reqwest::Client::new();
+    let post = |accept: &'static str, body: Value| {
+        http.post(server.url())
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .header("mcp-session-id", &session.id)
+            .json(&body)
+    };
+    let ping = json!({"jsonrpc":"2.0","id":7,"method":"ping"});
+
+    let json_answer = post("application/json, text/event-stream", ping.clone())
+        .send()
+        .await?;
+    assert_eq!(json_answer.status(), 200);
+    assert_eq!(json_answer.headers()["content-type"], "application/json");
+    assert_eq!(
+        json_answer.json::<Value>().await?,
+        json!({"jsonrpc":"2.0","id":7,"result":{}})
+    );
+
+    let stream_answer = post("text/event-stream", ping.clone()).send().await?;
+    assert_eq!(stream_answer.headers()["content-type"], "text/event-stream");
+    let text = stream_answer.text().await?;
+    assert_eq!(
+        text,
+        "data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n"
+    );
+
+    let listed = post(
+        "application/json",
+        json!({"jsonrpc":"2.0","id":8,"method":"tools/list"}),
+    )
+    .send()
+    .await?
+    .json::<Value>()
+    .await?;
+    assert!(listed["result"].get("resultType").is_none(), "{listed}");
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(3));
+
+    let notified = post(
+        "application/json, text/event-stream",
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .send()
+    .await?;
+    assert_eq!(notified.status(), 202);
+
+    let unknown = post(
+        "application/json",
+        json!({"jsonrpc":"2.0","id":9,"method":"resources/list"}),
+    )
+    .send()
+    .await?
+    .json::<Value>()
+    .await?;
+    assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
+
+    assert_eq!(post("text/html", ping.clone()).send().await?.status(), 406);
+    let wrong_type = http
+        .post(server.url())
+        .header("content-type", "text/plain")
+        .header("accept", "application/json")
+        .header("mcp-session-id", &session.id)
+        .body(ping.to_string())
+        .send()
+        .await?;
+    assert_eq!(wrong_type.status(), 415);
+    let future_protocol = post("application/json", ping.clone())
+        .header("mcp-protocol-version", "2099-01-01")
+        .send()
+        .await?;
+    assert_eq!(future_protocol.status(), 400);
+    let no_session = http
+        .post(server.url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .json(&ping)
+        .send()
+        .await?;
+    assert_eq!(no_session.status(), 400);
+    assert!(
+        no_session.text().await?.contains("Mcp-Session-Id"),
+        "the refusal says what is missing"
+    );
+
+    assert!(session.delete().await?.is_success());
+    assert_eq!(session.delete().await?, 404, "a session ends once");
+    let after = post("application/json", ping).send().await?;
+    assert_eq!(after.status(), 404);
+    Ok(())
+}

@@ -11,7 +11,7 @@ pub mod journal;
 pub mod outbox;
 
 pub use outbox::{
-    Generation, Outbox, OutboxStream, PushError, RESUME_WINDOW_AGE, RESUME_WINDOW_BYTES,
+    Delivered, Generation, Outbox, OutboxStream, PushError, RESUME_WINDOW_AGE, RESUME_WINDOW_BYTES,
     parse_event_id,
 };
 

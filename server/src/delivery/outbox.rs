@@ -17,9 +17,7 @@ use std::{
 };
 
 use futures::Stream;
-use rmcp::{
-    model::ServerJsonRpcMessage, transport::streamable_http_server::session::ServerSseMessage,
-};
+use rmcp::model::ServerJsonRpcMessage;
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::{
@@ -45,6 +43,20 @@ pub enum PushError {
 
 /// A stream attachment; a newer one supersedes it.
 pub type Generation = u64;
+
+/// A message as its stream takes it: `seq` is its event id.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub seq: u64,
+    pub message: Arc<ServerJsonRpcMessage>,
+}
+
+impl Delivered {
+    /// The SSE event id a client sends back as `Last-Event-ID`.
+    pub fn event_id(&self) -> String {
+        format!("{EVENT_ID_PREFIX}{}", self.seq)
+    }
+}
 
 struct Envelope {
     seq: u64,
@@ -296,7 +308,7 @@ impl Outbox {
     }
 
     /// Next message for the stream of `generation`; `None` once superseded.
-    async fn next(&self, generation: Generation) -> Option<ServerSseMessage> {
+    async fn next(&self, generation: Generation) -> Option<Delivered> {
         loop {
             let woken = self.wake.notified();
             tokio::pin!(woken);
@@ -310,9 +322,10 @@ impl Outbox {
                     if let Some(handed) = envelope.handed.take() {
                         let _ = handed.send(());
                     }
-                    let mut sse = ServerSseMessage::default();
-                    sse.event_id = Some(format!("{EVENT_ID_PREFIX}{}", envelope.seq));
-                    sse.message = Some(envelope.queued.message.clone());
+                    let delivered = Delivered {
+                        seq: envelope.seq,
+                        message: envelope.queued.message.clone(),
+                    };
                     // Handed to the stream: from here the resume window keeps it.
                     self.journal.remove(envelope.queued.row);
                     state.sent_bytes += envelope.queued.bytes;
@@ -321,7 +334,7 @@ impl Outbox {
                         at: Instant::now(),
                     });
                     state.trim_sent();
-                    return Some(sse);
+                    return Some(delivered);
                 }
             }
             woken.await;
@@ -340,7 +353,7 @@ impl OutboxStream {
         self.generation
     }
 
-    pub fn into_stream(self) -> impl Stream<Item = ServerSseMessage> + Send + 'static {
+    pub fn into_stream(self) -> impl Stream<Item = Delivered> + Send + 'static {
         futures::stream::unfold(self, |this| async move {
             let item = this.outbox.next(this.generation).await?;
             Some((item, this))
@@ -383,17 +396,17 @@ mod tests {
         outbox.push("agent-1", message).map(drop)
     }
 
-    fn ids(items: &[ServerSseMessage]) -> Vec<u64> {
+    fn ids(items: &[Delivered]) -> Vec<u64> {
         items
             .iter()
-            .map(|m| parse_event_id(m.event_id.as_deref().unwrap()).unwrap())
+            .map(|m| parse_event_id(&m.event_id()).unwrap())
             .collect()
     }
 
     async fn take(
-        stream: &mut (impl Stream<Item = ServerSseMessage> + Unpin),
+        stream: &mut (impl Stream<Item = Delivered> + Unpin),
         n: usize,
-    ) -> Vec<ServerSseMessage> {
+    ) -> Vec<Delivered> {
         let mut out = Vec::new();
         for _ in 0..n {
             let item = tokio::time::timeout(Duration::from_secs(2), stream.next())
@@ -486,9 +499,7 @@ mod tests {
         let got = take(&mut second, 2).await;
         let contents: Vec<serde_json::Value> = got
             .iter()
-            .map(|m| {
-                serde_json::to_value(m.message.as_deref().unwrap()).unwrap()["params"]["n"].clone()
-            })
+            .map(|m| serde_json::to_value(&*m.message).unwrap()["params"]["n"].clone())
             .collect();
         assert_eq!(contents, [2, 3], "no replay of 1, 2 before 3");
     }

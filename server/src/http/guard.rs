@@ -14,6 +14,7 @@ use axum::{
 };
 use serde_json::json;
 
+use super::streamable::SESSION_HEADER;
 use crate::{
     auth::{Principal, Role, Tokens},
     mcp::{
@@ -25,7 +26,6 @@ use crate::{
 };
 
 pub const AGENT_NAME_HEADER: &str = "x-agent-name";
-const SESSION_HEADER: &str = "mcp-session-id";
 
 pub struct Guard {
     pub auth: Option<Arc<Tokens>>,
@@ -89,7 +89,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Guard {
     /// A page on a rebinding domain reaches a loopback server with its own
-    /// name in `Host`; rmcp checks that for `/mcp`, this for every route.
+    /// name in `Host`.
     fn check_host(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
         if self.any_host {
             return Ok(());
@@ -252,7 +252,10 @@ pub async fn admin(State(guard): State<Arc<Guard>>, mut request: Request, next: 
 /// Guards `/mcp`.
 pub async fn mcp(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    if let Err(response) = guard.check_origin(headers) {
+    if let Err(response) = guard
+        .check_host(headers)
+        .and_then(|()| guard.check_origin(headers))
+    {
         return *response;
     }
     let principal = match guard.authenticate(headers) {
@@ -280,7 +283,7 @@ pub async fn mcp(State(guard): State<Arc<Guard>>, request: Request, next: Next) 
     };
     let session = header_str(headers, SESSION_HEADER).map(str::to_owned);
     match &session {
-        // rmcp answers 404 for it; nothing is recorded for a made-up id.
+        // The transport answers 404 for it; nothing is recorded for a made-up id.
         Some(session) if !guard.sessions.exists(session) => {}
         Some(session) => {
             // The token that created the session, also after a restart.

@@ -3,10 +3,12 @@
 //! within their limits.
 
 pub mod dashboard;
+pub mod event_stream;
 pub mod guard;
 pub mod jsonrpc_body;
 pub mod operator;
 pub mod serve;
+pub mod streamable;
 pub mod trigger;
 
 use std::{io, net::SocketAddr, sync::Arc};
@@ -20,11 +22,9 @@ use axum::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use rmcp::transport::streamable_http_server::StreamableHttpService;
-
 use crate::{
     bus::Bus,
-    mcp::{sessions::AgentSessions, tools::Switchboard},
+    mcp::{Mcp, SSE_KEEP_ALIVE},
     permissions::Permissions,
 };
 
@@ -51,19 +51,26 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 }
 
 pub fn router(
-    mcp: StreamableHttpService<Switchboard, AgentSessions>,
+    mcp: Arc<Mcp>,
     bus: Arc<Bus>,
     guard: Arc<guard::Guard>,
     permissions: Option<Arc<Permissions>>,
     max_body_bytes: usize,
     shutdown: CancellationToken,
 ) -> Router {
+    let transport = Arc::new(streamable::Transport {
+        mcp,
+        max_body_bytes,
+        keep_alive: SSE_KEEP_ALIVE,
+    });
     let mcp = Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state(
-            max_body_bytes,
-            jsonrpc_body::middleware,
-        ))
+        .route(
+            "/mcp",
+            get(streamable::get)
+                .post(streamable::post)
+                .delete(streamable::delete),
+        )
+        .with_state(transport)
         .layer(middleware::from_fn_with_state(guard.clone(), guard::mcp));
     let api = Router::new()
         .route("/v1/messages", post(trigger::post_message))

@@ -1,5 +1,5 @@
-//! Sessions remembered on disk, so a restarted server restores each Claude
-//! Code session (rmcp replays its `initialize`) and gives its agent the same
+//! Sessions remembered on disk, so a restarted server takes each Claude
+//! Code session back (with the `initialize` it began with) and gives its agent the same
 //! name back, and never hands an `agent-N` number out twice. One JSON file,
 //! rewritten atomically by a background writer that coalesces changes
 //! (rewriting it per change made connecting N agents cost O(N²)), and flushed
@@ -16,9 +16,7 @@ use std::{
     time::Duration,
 };
 
-use rmcp::transport::streamable_http_server::session::{
-    SessionState, SessionStore, SessionStoreError,
-};
+use rmcp::model::InitializeRequestParams;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -31,6 +29,13 @@ pub enum StoreError {
         "cannot create the state folder {path}: {source}; pass --state-dir with a writable folder"
     )]
     CreateDir { path: PathBuf, source: io::Error },
+}
+
+/// What the client said when it began the session (the file's format
+/// since rmcp kept it, so files from before still load).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionState {
+    initialize_params: InitializeRequestParams,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -176,9 +181,30 @@ impl SessionFile {
         &self.path
     }
 
-    /// Whether the file holds `session` (rmcp restores it on its next request).
+    /// Whether the file holds `session` (restored on its next request).
     pub fn knows(&self, session: &str) -> bool {
         self.lock().sessions.contains_key(session)
+    }
+
+    /// Remembers a new session and what its `initialize` said.
+    pub fn remember(&self, session: &str, initialize: &InitializeRequestParams) {
+        self.lock()
+            .sessions
+            .entry(session.to_owned())
+            .or_default()
+            .state = Some(SessionState {
+            initialize_params: initialize.clone(),
+        });
+        self.mark_changed();
+    }
+
+    /// Whether `session` completed an `initialize` before: only such a
+    /// session can be taken back after a restart.
+    pub fn was_initialized(&self, session: &str) -> bool {
+        self.lock()
+            .sessions
+            .get(session)
+            .is_some_and(|r| r.state.is_some())
     }
 
     pub fn owner(&self, session: &str) -> Option<String> {
@@ -256,32 +282,6 @@ async fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.flush().await
 }
 
-#[async_trait::async_trait]
-impl SessionStore for SessionFile {
-    async fn load(&self, session: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        Ok(self
-            .lock()
-            .sessions
-            .get(session)
-            .and_then(|r| r.state.clone()))
-    }
-
-    async fn store(&self, session: &str, state: &SessionState) -> Result<(), SessionStoreError> {
-        self.lock()
-            .sessions
-            .entry(session.to_owned())
-            .or_default()
-            .state = Some(state.clone());
-        self.mark_changed();
-        Ok(())
-    }
-
-    async fn delete(&self, session: &str) -> Result<(), SessionStoreError> {
-        self.forget(session).await;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,9 +290,9 @@ mod tests {
     async fn agent_numbers_and_names_outlive_the_process() {
         let dir = tempfile::tempdir().unwrap();
         let file = SessionFile::open(dir.path(), 1).unwrap();
-        let state = SessionState::new(Default::default());
-        file.store("s1", &state).await.unwrap();
-        file.store("s2", &state).await.unwrap();
+        let initialize = InitializeRequestParams::default();
+        file.remember("s1", &initialize);
+        file.remember("s2", &initialize);
         file.set_name("s1", "agent-1").await;
         file.set_name("s2", "agent-2").await;
         file.set_name("s1", "coder").await;
@@ -309,6 +309,8 @@ mod tests {
             reopened.remembered_agents(),
             [("s1".to_owned(), "coder".to_owned())]
         );
+        assert!(reopened.was_initialized("s1"));
+        assert!(!reopened.was_initialized("s2"));
     }
 
     #[test]

@@ -1,21 +1,23 @@
-//! Session bookkeeping on top of rmcp's local session manager.
+//! The MCP sessions this server holds, and the bookkeeping that turns a
+//! session with an open standalone GET stream into an agent.
 //!
-//! rmcp knows sessions; Switchboard needs agents. This wrapper watches the
-//! standalone GET stream of each session: opening it attaches the session to
-//! the registry (it becomes an agent, its outbox feeds the stream), and the
-//! stream ending (Claude Code never sends DELETE, it just drops the stream)
-//! detaches it. It also fixes the rmcp defaults that break a channel server
-//! (see `docs/mcp-sessions.md`): no idle expiry while a stream is open, the
-//! last GET wins, and resumes replay by our own event ids, never twice.
-//! Across a restart it keeps agents' sessions: remembered agents are held
-//! for their sessions, and streams closed at shutdown tell Claude Code to
-//! wait long enough for the new server before it re-opens them.
+//! A session is one row in one table (its id and when it was last heard
+//! from): no task, no channel and no buffer per session, so an idle agent
+//! costs little more than its connections. Opening the GET stream attaches
+//! the session to the registry (it becomes an agent, its outbox feeds the
+//! stream), and the stream ending (Claude Code never sends DELETE, it just
+//! drops the stream) detaches it. The last GET wins, resumes replay by our
+//! own event ids, never twice, and sessions expire only without a stream
+//! (see `docs/mcp-sessions.md`). Across a restart it keeps agents' sessions:
+//! sessions are remembered on disk, remembered agents are held for their
+//! sessions, and streams closed at shutdown tell Claude Code to wait long
+//! enough for the new server before it re-opens them.
 
 use std::{
     collections::HashMap,
     pin::Pin,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll},
@@ -23,47 +25,31 @@ use std::{
 };
 
 use futures::{Stream, StreamExt};
-use rmcp::{
-    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
-    transport::{
-        WorkerTransport,
-        common::server_side_http::session_id,
-        streamable_http_server::session::{
-            RestoreOutcome, ServerSseMessage, SessionId, SessionManager,
-            local::{
-                LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
-                create_local_session,
-            },
-        },
-    },
-};
+use rmcp::model::InitializeRequestParams;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{identity::Identities, session_store::SessionFile};
 use crate::{
-    delivery::{Generation, RESUME_WINDOW_AGE, parse_event_id},
+    delivery::{Delivered, Generation, RESUME_WINDOW_AGE, parse_event_id},
     registry::{AttachError, Attached, Claim, Registry},
 };
 
-/// What can go wrong with a session: rmcp's own errors, or the agent could
-/// not get a name (the cluster directory is unreachable).
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error(transparent)]
-    Rmcp(#[from] LocalSessionManagerError),
-    #[error(transparent)]
-    Attach(#[from] AttachError),
+/// What an agent's event stream carries.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    /// A message, with its event id.
+    Message(Delivered),
+    /// How long the client should wait before it re-opens the stream.
+    Retry(Duration),
 }
 
-type SseStream = Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync + 'static>>;
-
 pub struct AgentSessions {
-    inner: LocalSessionManager,
+    /// Every session in memory, with when it was last heard from.
+    last_seen: Mutex<HashMap<String, Instant>>,
     registry: Arc<Registry>,
     store: Arc<SessionFile>,
     identities: Arc<Identities>,
-    last_seen: Mutex<HashMap<String, Instant>>,
     /// Sessions between the `--max-sessions` check and their creation.
     creating: Mutex<usize>,
     /// Starts every session id (`<prefix>.<uuid>`), so a load balancer in
@@ -83,27 +69,25 @@ struct OpenStreams {
 
 impl AgentSessions {
     pub fn new(
-        mut inner: LocalSessionManager,
         registry: Arc<Registry>,
         store: Arc<SessionFile>,
         identities: Arc<Identities>,
+        session_prefix: Option<String>,
     ) -> Self {
-        // rmcp closes a session after 5 minutes without client messages even
-        // while its GET stream is open, leaving an idle agent deaf; the reaper
-        // below expires only sessions without a stream.
-        inner.session_config.keep_alive = None;
-        inner.session_config.sse_retry = Some(super::SSE_RETRY);
         Self {
-            inner,
+            last_seen: Mutex::new(HashMap::new()),
             registry,
             store,
             identities,
-            last_seen: Mutex::new(HashMap::new()),
             creating: Mutex::new(0),
-            session_prefix: None,
+            session_prefix,
             stopping: CancellationToken::new(),
             open_streams: Arc::default(),
         }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        self.last_seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Holds each remembered agent's name for its session, so the session,
@@ -118,7 +102,7 @@ impl AgentSessions {
                 .restore(&session, &name, super::RESTART_RETRY)
                 .await?
             {
-                self.touch(&session.into());
+                self.sessions().insert(session, Instant::now());
             }
         }
         Ok(())
@@ -146,16 +130,41 @@ impl AgentSessions {
         }
     }
 
-    pub fn with_session_prefix(mut self, prefix: Option<String>) -> Self {
-        self.session_prefix = prefix;
-        self
+    /// Creates a session for an `initialize` and remembers it on disk, so
+    /// it outlives a restart. Returns its id.
+    pub fn create(&self, initialize: &InitializeRequestParams) -> String {
+        let uuid = uuid::Uuid::new_v4();
+        let id = match &self.session_prefix {
+            Some(prefix) => format!("{prefix}.{uuid}"),
+            None => uuid.to_string(),
+        };
+        self.sessions().insert(id.clone(), Instant::now());
+        self.store.remember(&id, initialize);
+        id
     }
 
-    fn touch(&self, id: &SessionId) {
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), Instant::now());
+    /// Finds the session `id` for a request and marks it heard from. A
+    /// session from before a restart is taken back from the session file.
+    pub fn find(&self, id: &str) -> bool {
+        let mut sessions = self.sessions();
+        if let Some(at) = sessions.get_mut(id) {
+            *at = Instant::now();
+            return true;
+        }
+        if !self.store.was_initialized(id) {
+            return false;
+        }
+        sessions.insert(id.to_owned(), Instant::now());
+        tracing::info!(session = %id, "session restored from the session file");
+        true
+    }
+
+    /// Ends the session `id` (DELETE, or idle): its agent and name go.
+    pub async fn close(&self, id: &str) {
+        self.registry.forget(id).await;
+        self.identities.forget(id);
+        self.sessions().remove(id);
+        self.store.forget(id).await;
     }
 
     /// Closes sessions that have had no stream and no request for `idle`.
@@ -176,11 +185,7 @@ impl AgentSessions {
                 sessions.registry.tidy();
                 for id in sessions.idle_sessions(idle) {
                     tracing::info!(session = %id, "closing session idle for {}s without a stream", idle.as_secs());
-                    let id: SessionId = id.into();
-                    if let Err(error) = sessions.close_session(&id).await {
-                        tracing::warn!(session = %id, %error, "could not close idle session");
-                    }
-                    sessions.store.forget(&id).await;
+                    sessions.close(&id).await;
                 }
             }
         });
@@ -189,11 +194,7 @@ impl AgentSessions {
     /// Whether `id` is a session this server holds, in memory or in its
     /// session file (restored on its next request). Made-up ids are not.
     pub fn exists(&self, id: &str) -> bool {
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(id)
-            || self.store.knows(id)
+        self.sessions().contains_key(id) || self.store.knows(id)
     }
 
     /// The token that created `id`, as the session file remembers it.
@@ -218,28 +219,26 @@ impl AgentSessions {
 
     /// Sessions the server holds in memory.
     pub fn count(&self) -> usize {
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.sessions().len()
     }
 
     fn idle_sessions(&self, idle: Duration) -> Vec<String> {
-        let last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-        last_seen
+        self.sessions()
             .iter()
             .filter(|(id, at)| at.elapsed() > idle && !self.registry.is_attached(id))
             .map(|(id, _)| id.clone())
             .collect()
     }
 
-    async fn attach(
+    /// Opens the agent stream of session `id`: the session becomes an agent
+    /// (or the agent it was). With a `Last-Event-ID` of ours, what the client
+    /// missed is sent again first.
+    pub async fn open_stream(
         &self,
-        id: &SessionId,
-        rmcp_stream: SseStream,
-        resume_after: Option<u64>,
+        id: &str,
+        last_event_id: Option<&str>,
     ) -> Result<AgentStream, AttachError> {
-        self.touch(id);
+        let resume_after = last_event_id.and_then(parse_event_id);
         let identity = self.identities.get(id).unwrap_or_default();
         let claim = Claim {
             fixed: identity.fixed,
@@ -257,28 +256,23 @@ impl AgentSessions {
             None => tracing::info!(agent = %name, session = %id, "agent online"),
         }
         let generation = outbox.generation();
-        // The outbox decides when this stream ends (a newer GET supersedes it);
-        // rmcp's own stream is merged in so nothing rmcp sends is stranded.
-        let ours = outbox
-            .into_stream()
-            .map(Some)
-            .chain(futures::stream::once(async { None }));
         // At shutdown the stream ends early, with the hint to wait out the restart.
         let stopping = self.stopping.clone();
         let farewell = futures::stream::once(async move { stopping.is_cancelled() })
             .filter(|stopped| std::future::ready(*stopped))
-            .map(|_| ServerSseMessage::retry(super::RESTART_RETRY));
-        let merged = futures::stream::select(rmcp_stream.map(Some), ours)
-            .take_while(|item| std::future::ready(item.is_some()))
-            .filter_map(std::future::ready)
+            .map(|_| StreamItem::Retry(super::RESTART_RETRY));
+        // The outbox decides when this stream ends (a newer GET supersedes it).
+        let items = outbox
+            .into_stream()
+            .map(StreamItem::Message)
             .take_until(self.stopping.clone().cancelled_owned())
             .chain(farewell);
         self.open_streams.count.fetch_add(1, Ordering::SeqCst);
         Ok(AgentStream {
-            inner: Box::pin(merged),
+            inner: Box::pin(items),
             _detach_on_drop: DetachGuard {
                 registry: self.registry.clone(),
-                session: id.to_string(),
+                session: id.to_owned(),
                 name,
                 generation,
                 open_streams: self.open_streams.clone(),
@@ -299,12 +293,12 @@ impl Drop for SessionSlot {
 
 /// An agent's event stream; dropping it (the client went away) detaches the agent.
 pub struct AgentStream {
-    inner: SseStream,
+    inner: Pin<Box<dyn Stream<Item = StreamItem> + Send + 'static>>,
     _detach_on_drop: DetachGuard,
 }
 
 impl Stream for AgentStream {
-    type Item = ServerSseMessage;
+    type Item = StreamItem;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
@@ -326,97 +320,5 @@ impl Drop for DetachGuard {
         if self.open_streams.count.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.open_streams.none_left.notify_waiters();
         }
-    }
-}
-
-impl SessionManager for AgentSessions {
-    type Error = SessionError;
-    type Transport = WorkerTransport<LocalSessionWorker>;
-
-    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
-        let (id, transport) = match &self.session_prefix {
-            None => self.inner.create_session().await?,
-            Some(prefix) => {
-                // What rmcp's own `create_session` does, with our id.
-                let id: SessionId = format!("{prefix}.{}", session_id()).into();
-                let (handle, worker) =
-                    create_local_session(id.clone(), self.inner.session_config.clone());
-                self.inner.sessions.write().await.insert(id.clone(), handle);
-                (id, WorkerTransport::spawn(worker))
-            }
-        };
-        self.touch(&id);
-        Ok((id, transport))
-    }
-
-    async fn initialize_session(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        Ok(self.inner.initialize_session(id, message).await?)
-    }
-
-    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
-        Ok(self.inner.has_session(id).await?)
-    }
-
-    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.registry.forget(id).await;
-        self.identities.forget(id);
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id.as_ref());
-        Ok(self.inner.close_session(id).await?)
-    }
-
-    async fn create_stream(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.touch(id);
-        Ok(self.inner.create_stream(id, message).await?)
-    }
-
-    async fn accept_message(
-        &self,
-        id: &SessionId,
-        message: ClientJsonRpcMessage,
-    ) -> Result<(), Self::Error> {
-        self.touch(id);
-        Ok(self.inner.accept_message(id, message).await?)
-    }
-
-    async fn create_standalone_stream(
-        &self,
-        id: &SessionId,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        let rmcp_stream = self.inner.create_standalone_stream(id).await?;
-        Ok(self.attach(id, Box::pin(rmcp_stream), None).await?)
-    }
-
-    async fn resume(
-        &self,
-        id: &SessionId,
-        last_event_id: String,
-    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        // Our ids resume from our outbox; rmcp's cache would replay its last
-        // messages a second time, so its stream restarts fresh instead.
-        let resume_after = parse_event_id(&last_event_id);
-        let rmcp_stream: SseStream = match resume_after {
-            Some(_) => Box::pin(self.inner.create_standalone_stream(id).await?),
-            None => Box::pin(self.inner.resume(id, last_event_id).await?),
-        };
-        Ok(self.attach(id, rmcp_stream, resume_after).await?)
-    }
-
-    async fn restore_session(
-        &self,
-        id: SessionId,
-    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
-        self.touch(&id);
-        Ok(self.inner.restore_session(id).await?)
     }
 }
