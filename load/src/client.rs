@@ -245,9 +245,16 @@ impl Session {
             you: Option<String>,
         }
         let reply: ToolReply<Roster> = self.call("list-agents", json!({})).await?;
+        // A server that answers in text only (the Node peer) says "(you are NAME)".
+        let from_text = || {
+            let (_, rest) = reply.text.rsplit_once("(you are ")?;
+            let name = rest.strip_suffix(')')?;
+            (!name.contains(' ')).then(|| name.to_owned())
+        };
         reply
             .structured
             .and_then(|roster| roster.you)
+            .or_else(from_text)
             .ok_or(ClientError::NotAnAgent(reply.text))
     }
 
