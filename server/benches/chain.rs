@@ -230,7 +230,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for (size, content) in sizes {
         let stats = measure(|i| delivered(runtime.block_on(stage.run(message(content, i)))));
-        report("chain, via spawn_blocking", size, &stats);
+        report("chain, as the server runs it", size, &stats);
     }
     assert!(
         stage.info().faults.is_empty(),

@@ -12,7 +12,8 @@ use std::{
 
 use wasmtime::{Config, Engine};
 
-/// Epoch resolution: a deadline fires within one tick of its nominal time.
+/// Epoch resolution: a deadline fires within one tick of its nominal time,
+/// and a running filter yields to the runtime once per tick.
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Builds the engine: epochs for wall-clock deadlines, fuel for CPU budgets.
@@ -22,11 +23,6 @@ pub fn new_engine() -> wasmtime::Result<Engine> {
     config.epoch_interruption(true);
     config.consume_fuel(true);
     Engine::new(&config)
-}
-
-/// Number of ticks a deadline of `timeout` needs (at least one).
-pub fn deadline_ticks(timeout: Duration) -> u64 {
-    timeout.as_millis().div_ceil(TICK.as_millis()).max(1) as u64
 }
 
 /// Advances the engine's epoch every [`TICK`] until dropped.
@@ -61,18 +57,5 @@ impl Drop for EpochTicker {
             // Exits within one tick; joining keeps tests from leaking threads.
             let _ = thread.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadline_rounds_up_to_whole_ticks() {
-        assert_eq!(deadline_ticks(Duration::from_millis(1)), 1);
-        assert_eq!(deadline_ticks(Duration::from_millis(10)), 1);
-        assert_eq!(deadline_ticks(Duration::from_millis(11)), 2);
-        assert_eq!(deadline_ticks(Duration::from_secs(1)), 100);
     }
 }

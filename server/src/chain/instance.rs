@@ -1,14 +1,25 @@
 //! Running one filter: the host side of its imports (config, log, clock,
-//! store), the per-call limits (epoch deadline, fuel, memory cap) and a small
-//! pool of warm instances. A fresh instance per call costs 30-60 µs, a warm
-//! one ~1 µs, so instances are reused; one is dropped after any trap (it would
+//! store), the per-call limits (deadline, fuel, memory cap) and a small pool
+//! of warm instances. A fresh instance per call costs 30-60 µs, a warm one
+//! ~1 µs, so instances are reused; one is dropped after any trap (it would
 //! refuse every later call) and after [`MAX_CALLS_PER_INSTANCE`] calls, so a
 //! filter that leaks memory or state inside its instance cannot do so forever.
+//!
+//! Filters run on the runtime's workers, inside the sender's request, with
+//! wasmtime's async support: at every epoch tick a running filter yields to
+//! the executor, so a slow filter shares its worker instead of stalling it,
+//! and once its `timeout_ms` has passed the next tick stops it. Fuel bounds
+//! the CPU a call may use, however it is spread over ticks.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
+use futures::future::Either;
 use wasmtime::{
-    ResourceLimiter, Store, Trap,
+    ResourceLimiter, Store, Trap, UpdateDeadline,
     component::{Resource, ResourceTable},
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView, p2::DynPollable};
@@ -18,7 +29,6 @@ use super::{
     clip,
     component::one_line,
     config::Limits,
-    engine::deadline_ticks,
     store::{KvStore, StoreError},
 };
 
@@ -26,8 +36,10 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/v0",
         world: "filter",
-        // Store quota errors trap the guest, so its `on_error` policy applies.
-        imports: { "switchboard:filter/store": trappable },
+        // Store quota errors trap the guest, so its `on_error` policy
+        // applies; a store call may wait on Redis, so it is async.
+        imports: { "switchboard:filter/store": async | trappable },
+        exports: { default: async },
     });
 }
 
@@ -129,6 +141,8 @@ pub struct HostState {
     limiter: MemoryCap,
     /// The reason of a refused config, until the trap that follows it.
     config_error: Option<String>,
+    /// When the running call must have finished.
+    deadline: Instant,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -161,7 +175,7 @@ struct WaitRefused;
 /// else in the empty context can block: there are no files, sockets or
 /// input, and output goes nowhere at once.
 pub fn link(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
     linker.allow_shadowing(true);
     let mut poll = linker.instance(WASI_POLL)?;
     poll.func_wrap(
@@ -216,33 +230,64 @@ fn ttl(ttl_ms: u64) -> Option<std::time::Duration> {
     (ttl_ms > 0).then(|| std::time::Duration::from_millis(ttl_ms))
 }
 
+/// Runs one store call for `plugin`. One that waits on the network (Redis)
+/// goes to a blocking thread: the filter runs on a runtime worker.
+fn store_call<R: Send + 'static>(
+    kv: &Arc<dyn KvStore>,
+    plugin: &Arc<str>,
+    call: impl FnOnce(&dyn KvStore, &str) -> Result<R, StoreError> + Send + 'static,
+) -> impl Future<Output = Result<R, StoreError>> + Send + 'static {
+    if !kv.waits_on_network() {
+        return Either::Left(std::future::ready(call(&**kv, plugin)));
+    }
+    let (kv, plugin) = (kv.clone(), plugin.clone());
+    Either::Right(async move {
+        tokio::task::spawn_blocking(move || call(&*kv, &plugin))
+            .await
+            .unwrap_or_else(|error| Err(StoreError::Unavailable(error.to_string())))
+    })
+}
+
 impl store::Host for HostState {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.kv.get(&self.plugin, &key)?)
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
+            kv.get(plugin, &key)
+        })
+        .await?)
     }
 
-    fn set(&mut self, key: String, value: String, ttl_ms: u64) -> wasmtime::Result<()> {
-        Ok(self.kv.set(&self.plugin, &key, value, ttl(ttl_ms))?)
+    async fn set(&mut self, key: String, value: String, ttl_ms: u64) -> wasmtime::Result<()> {
+        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
+            kv.set(plugin, &key, value, ttl(ttl_ms))
+        })
+        .await?)
     }
 
-    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        Ok(self.kv.delete(&self.plugin, &key)?)
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
+            kv.delete(plugin, &key)
+        })
+        .await?)
     }
 
-    fn incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> wasmtime::Result<i64> {
-        Ok(self.kv.incr(&self.plugin, &key, delta, ttl(ttl_ms))?)
+    async fn incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> wasmtime::Result<i64> {
+        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
+            kv.incr(plugin, &key, delta, ttl(ttl_ms))
+        })
+        .await?)
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &mut self,
         key: String,
         expected: Option<String>,
         new: String,
         ttl_ms: u64,
     ) -> wasmtime::Result<bool> {
-        Ok(self
-            .kv
-            .compare_and_swap(&self.plugin, &key, expected.as_deref(), new, ttl(ttl_ms))?)
+        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
+            kv.compare_and_swap(plugin, &key, expected.as_deref(), new, ttl(ttl_ms))
+        })
+        .await?)
     }
 }
 
@@ -298,14 +343,14 @@ impl FilterRuntime {
     }
 
     /// Runs the filter on `message` within its limits.
-    pub fn call(&self, message: &Message) -> Result<Verdict, Fault> {
+    pub async fn call(&self, message: &Message) -> Result<Verdict, Fault> {
         let taken = self.idle().pop();
         let mut warm = match taken {
             Some(warm) => warm,
-            None => self.instantiate()?,
+            None => self.instantiate().await?,
         };
         self.arm(&mut warm.store)?;
-        let verdict = match warm.filter.call_filter(&mut warm.store, message) {
+        let verdict = match warm.filter.call_filter(&mut warm.store, message).await {
             Ok(verdict) => verdict,
             Err(error) => {
                 return Err(match warm.store.data_mut().config_error.take() {
@@ -328,7 +373,7 @@ impl FilterRuntime {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn instantiate(&self) -> Result<Warm, Fault> {
+    async fn instantiate(&self) -> Result<Warm, Fault> {
         let state = HostState {
             plugin: self.plugin.clone(),
             config_json: self.config_json.clone(),
@@ -338,17 +383,29 @@ impl FilterRuntime {
                 max_bytes: self.limits.memory_bytes,
             },
             config_error: None,
+            deadline: Instant::now(),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
+        // Every tick: past the call's deadline, stop; before it, let the
+        // worker serve others and go on at the next tick. tokio's own yield:
+        // a task that merely wakes itself is polled again first, before
+        // anything else on its worker.
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
         // Instantiation runs guest code (start functions) too.
         self.arm(&mut store)?;
         let filter = self
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|error| self.classify(error))?;
         Ok(Warm {
             store,
@@ -363,7 +420,8 @@ impl FilterRuntime {
         store
             .set_fuel(self.limits.fuel)
             .map_err(|error| Fault::Trap(one_line(&error)))?;
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
+        store.data_mut().deadline = Instant::now() + self.limits.timeout;
+        store.set_epoch_deadline(1);
         Ok(())
     }
 

@@ -21,13 +21,14 @@ pub mod store;
 
 use std::{
     collections::HashSet,
+    panic::AssertUnwindSafe,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use arc_swap::ArcSwap;
-use futures::future::BoxFuture;
+use futures::{FutureExt, future::BoxFuture};
 use wasmtime::{Engine, component::Linker};
 
 use crate::{
@@ -200,9 +201,11 @@ impl ChainStage {
     }
 
     /// Runs `message` through the active chain on the calling thread, which
-    /// may block up to the filters' deadlines.
+    /// may block up to the filters' deadlines (for `switchboard check` and
+    /// benchmarks; the server awaits [`FilterStage::run`]).
     pub fn run_blocking(&self, message: Message) -> Decision {
-        self.inner.active.load().run(message, &self.inner.observed)
+        let chain = self.inner.active.load_full();
+        futures::executor::block_on(chain.run(message, &self.inner.observed))
     }
 }
 
@@ -285,7 +288,8 @@ impl Inner {
             filters,
             max_content_bytes: self.max_content_bytes,
         };
-        chain.probe()?;
+        // On a blocking thread (the watcher's, or startup's): waiting is fine.
+        futures::executor::block_on(chain.probe())?;
         let in_use: HashSet<_> = chain.filters.iter().map(|f| f.hash).collect();
         let (generation, names) = (chain.generation, chain.names());
         self.active.store(Arc::new(chain));
@@ -315,19 +319,17 @@ impl FilterStage for ChainStage {
         }
         let inner = self.inner.clone();
         Box::pin(async move {
-            // Messages past the bound wait here, as cheap futures, rather
-            // than as blocking threads competing for the cores. The
-            // semaphore is never closed.
+            // Messages past the bound wait here, as cheap futures, so each
+            // filter's warm instances are enough. The semaphore is never closed.
             let _permit = inner.running.acquire().await.ok();
-            // A filter may run up to its deadline (1 s by default); on a
-            // blocking thread that stalls one message, not a runtime worker.
-            // The hop costs ~15 µs (docs/performance.md), as much as the
-            // stock chain on 1 KB.
-            let running = inner.clone();
-            tokio::task::spawn_blocking(move || chain.run(message, &running.observed))
+            // Inline on this worker: a filter yields at every epoch tick, so a
+            // slow one shares the worker instead of stalling it (instance.rs),
+            // and no message pays a hop to a blocking thread and back.
+            AssertUnwindSafe(chain.run(message, &inner.observed))
+                .catch_unwind()
                 .await
-                .unwrap_or_else(|error| {
-                    tracing::error!(%error, "the filter chain panicked");
+                .unwrap_or_else(|_| {
+                    tracing::error!("the filter chain panicked");
                     Decision::Reject {
                         filter: "switchboard".into(),
                         reason: "the filter chain failed inside the server; the message was not delivered".into(),

@@ -123,7 +123,7 @@ impl Chain {
     }
 
     /// Runs `message` through every filter, in order.
-    pub fn run(&self, message: message::Message, observed: &Observed) -> Decision {
+    pub async fn run(&self, message: message::Message, observed: &Observed) -> Decision {
         let mut current = Message {
             id: message.id,
             sender: message.sender,
@@ -139,6 +139,7 @@ impl Chain {
             let outcome = filter
                 .runtime
                 .call(&current)
+                .await
                 .and_then(|verdict| self.apply(&mut current, verdict));
             let verdict = match &outcome {
                 Ok(Applied::Unchanged) => "accept",
@@ -188,7 +189,7 @@ impl Chain {
 
     /// Every filter must answer an ordinary message without failing; this
     /// also makes each guest parse its config and leaves a warm instance.
-    pub fn probe(&self) -> Result<(), ProbeError> {
+    pub async fn probe(&self) -> Result<(), ProbeError> {
         let probe = Message {
             id: "probe".into(),
             sender: "switchboard-probe".into(),
@@ -202,6 +203,7 @@ impl Chain {
             filter
                 .runtime
                 .call(&message)
+                .await
                 .and_then(|verdict| self.apply(&mut message, verdict))
                 .map_err(|fault| ProbeError {
                     filter: filter.spec.name.clone(),

@@ -35,6 +35,11 @@ pub enum StoreError {
 /// A store shared by all filters, each confined to its own namespace.
 /// A `ttl` of `None` keeps the entry until it is overwritten or deleted.
 pub trait KvStore: Send + Sync + 'static {
+    /// Whether a call waits on the network (Redis): filters run on the
+    /// runtime's workers, so such a call is made from a blocking thread.
+    fn waits_on_network(&self) -> bool {
+        false
+    }
     fn get(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError>;
     fn set(
         &self,
