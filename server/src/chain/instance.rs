@@ -5,19 +5,16 @@
 //! refuse every later call) and after [`MAX_CALLS_PER_INSTANCE`] calls, so a
 //! filter that leaks memory or state inside its instance cannot do so forever.
 //!
-//! Filters run on the runtime's workers, inside the sender's request, with
-//! wasmtime's async support: at every epoch tick a running filter yields to
-//! the executor, so a slow filter shares its worker instead of stalling it,
-//! and once its `timeout_ms` has passed the next tick stops it. Fuel bounds
-//! the CPU a call may use, however it is spread over ticks.
+//! Filters are called with wasmtime's async support, on the runtime's
+//! workers inside the sender's request: at every epoch tick a running filter
+//! yields to the executor, so a slow filter shares its worker instead of
+//! stalling it, and once its `timeout_ms` has passed the next tick stops it.
+//! Fuel bounds the CPU a call may use, however it is spread over ticks.
 
 use std::{
-    future::Future,
     sync::{Arc, Mutex},
     time::Instant,
 };
-
-use futures::future::Either;
 use wasmtime::{
     ResourceLimiter, Store, Trap, UpdateDeadline,
     component::{Resource, ResourceTable},
@@ -36,9 +33,8 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/v0",
         world: "filter",
-        // Store quota errors trap the guest, so its `on_error` policy
-        // applies; a store call may wait on Redis, so it is async.
-        imports: { "switchboard:filter/store": async | trappable },
+        // Store quota errors trap the guest, so its `on_error` policy applies.
+        imports: { "switchboard:filter/store": trappable },
         exports: { default: async },
     });
 }
@@ -230,64 +226,33 @@ fn ttl(ttl_ms: u64) -> Option<std::time::Duration> {
     (ttl_ms > 0).then(|| std::time::Duration::from_millis(ttl_ms))
 }
 
-/// Runs one store call for `plugin`. One that waits on the network (Redis)
-/// goes to a blocking thread: the filter runs on a runtime worker.
-fn store_call<R: Send + 'static>(
-    kv: &Arc<dyn KvStore>,
-    plugin: &Arc<str>,
-    call: impl FnOnce(&dyn KvStore, &str) -> Result<R, StoreError> + Send + 'static,
-) -> impl Future<Output = Result<R, StoreError>> + Send + 'static {
-    if !kv.waits_on_network() {
-        return Either::Left(std::future::ready(call(&**kv, plugin)));
-    }
-    let (kv, plugin) = (kv.clone(), plugin.clone());
-    Either::Right(async move {
-        tokio::task::spawn_blocking(move || call(&*kv, &plugin))
-            .await
-            .unwrap_or_else(|error| Err(StoreError::Unavailable(error.to_string())))
-    })
-}
-
 impl store::Host for HostState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
-            kv.get(plugin, &key)
-        })
-        .await?)
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.kv.get(&self.plugin, &key)?)
     }
 
-    async fn set(&mut self, key: String, value: String, ttl_ms: u64) -> wasmtime::Result<()> {
-        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
-            kv.set(plugin, &key, value, ttl(ttl_ms))
-        })
-        .await?)
+    fn set(&mut self, key: String, value: String, ttl_ms: u64) -> wasmtime::Result<()> {
+        Ok(self.kv.set(&self.plugin, &key, value, ttl(ttl_ms))?)
     }
 
-    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
-            kv.delete(plugin, &key)
-        })
-        .await?)
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        Ok(self.kv.delete(&self.plugin, &key)?)
     }
 
-    async fn incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> wasmtime::Result<i64> {
-        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
-            kv.incr(plugin, &key, delta, ttl(ttl_ms))
-        })
-        .await?)
+    fn incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> wasmtime::Result<i64> {
+        Ok(self.kv.incr(&self.plugin, &key, delta, ttl(ttl_ms))?)
     }
 
-    async fn compare_and_swap(
+    fn compare_and_swap(
         &mut self,
         key: String,
         expected: Option<String>,
         new: String,
         ttl_ms: u64,
     ) -> wasmtime::Result<bool> {
-        Ok(store_call(&self.kv, &self.plugin, move |kv, plugin| {
-            kv.compare_and_swap(plugin, &key, expected.as_deref(), new, ttl(ttl_ms))
-        })
-        .await?)
+        Ok(self
+            .kv
+            .compare_and_swap(&self.plugin, &key, expected.as_deref(), new, ttl(ttl_ms))?)
     }
 }
 

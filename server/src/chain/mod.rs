@@ -322,19 +322,31 @@ impl FilterStage for ChainStage {
             // Messages past the bound wait here, as cheap futures, so each
             // filter's warm instances are enough. The semaphore is never closed.
             let _permit = inner.running.acquire().await.ok();
-            // Inline on this worker: a filter yields at every epoch tick, so a
-            // slow one shares the worker instead of stalling it (instance.rs),
-            // and no message pays a hop to a blocking thread and back.
+            let failed = || {
+                tracing::error!("the filter chain panicked");
+                Decision::Reject {
+                    filter: "switchboard".into(),
+                    reason:
+                        "the filter chain failed inside the server; the message was not delivered"
+                            .into(),
+                }
+            };
+            if inner.host.kv.waits_on_network() {
+                // Store calls block on Redis: not on a runtime worker.
+                let running = inner.clone();
+                return tokio::task::spawn_blocking(move || {
+                    futures::executor::block_on(chain.run(message, &running.observed))
+                })
+                .await
+                .unwrap_or_else(|_| failed());
+            }
+            // Inline on this worker, with no hop to a blocking thread and
+            // back: a filter yields at every epoch tick, so a slow one shares
+            // the worker instead of stalling it (instance.rs).
             AssertUnwindSafe(chain.run(message, &inner.observed))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|_| {
-                    tracing::error!("the filter chain panicked");
-                    Decision::Reject {
-                        filter: "switchboard".into(),
-                        reason: "the filter chain failed inside the server; the message was not delivered".into(),
-                    }
-                })
+                .unwrap_or_else(|_| failed())
         })
     }
 

@@ -35,8 +35,9 @@ pub enum StoreError {
 /// A store shared by all filters, each confined to its own namespace.
 /// A `ttl` of `None` keeps the entry until it is overwritten or deleted.
 pub trait KvStore: Send + Sync + 'static {
-    /// Whether a call waits on the network (Redis): filters run on the
-    /// runtime's workers, so such a call is made from a blocking thread.
+    /// Whether a call waits on the network (Redis). Calls are synchronous,
+    /// so with such a store the chain runs on a blocking thread rather than
+    /// on a runtime worker (`ChainStage`).
     fn waits_on_network(&self) -> bool {
         false
     }

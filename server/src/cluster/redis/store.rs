@@ -3,10 +3,10 @@
 //! Keys are namespaced per plugin; sizes are bounded as in the in-process
 //! store, while the number of entries is left to Redis's own memory policy.
 //!
-//! Filters run on the runtime's workers and call the store from a blocking
-//! thread ([`KvStore::waits_on_network`]), so each call blocks that thread
-//! on the runtime, bounded by [`OP_TIMEOUT`]; a Redis that does not answer
-//! traps the filter, and its `on_error` policy decides.
+//! With this store the chain runs on a blocking thread
+//! ([`KvStore::waits_on_network`]), so each call blocks that thread on the
+//! runtime, bounded by [`OP_TIMEOUT`]; a Redis that does not answer traps
+//! the filter, and its `on_error` policy decides.
 
 use std::{future::Future, time::Duration};
 
@@ -79,8 +79,7 @@ impl RedisStore {
     }
 
     /// Runs one Redis call to completion from a blocking thread (never a
-    /// runtime worker: the chain makes store calls that wait on the network
-    /// from blocking threads).
+    /// runtime worker: with this store the chain runs on blocking threads).
     /// `key` is the filter's own key, for errors.
     fn run<T, F>(&self, key: &str, op: impl FnOnce(ConnectionManager) -> F) -> Result<T, StoreError>
     where
