@@ -627,6 +627,19 @@ async fn the_transport_answers_each_request_on_itself() -> Result<()> {
         "the refusal says what is missing"
     );
 
+    // A page on a rebinding domain names itself in Host: no session for it.
+    let rebound = http
+        .post(server.url())
+        .header("host", "rebound.evil.example")
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}))
+        .send()
+        .await?;
+    assert_eq!(rebound.status(), 403);
+    assert!(rebound.headers().get("mcp-session-id").is_none());
+
     assert!(session.delete().await?.is_success());
     assert_eq!(session.delete().await?, 404, "a session ends once");
     let after = post("application/json", ping).send().await?;
