@@ -23,16 +23,17 @@ async fn unknown_session_ids_do_not_grow_memory() -> Result<()> {
             .send()
     };
     // Warm up allocator and connection pool before measuring.
+    // Ids as long as the 8 KiB request head allows.
     for n in 0..20 {
-        post(format!("{n:0>30000}")).await?;
+        post(format!("{n:0>7000}")).await?;
     }
     let before = server.rss_kib()?;
-    for n in 0..600 {
-        let response = post(format!("{n:x>30000}")).await?;
+    for n in 0..2000 {
+        let response = post(format!("{n:x>7000}")).await?;
         assert_eq!(response.status(), 404, "made-up session {n}");
     }
     let grown = server.rss_kib()?.saturating_sub(before);
-    // 600 ids of 30 KB each are 18 MB if kept.
+    // 2,000 ids of 7 KB each are 14 MB if kept.
     assert!(grown < 6 * 1024, "RSS grew by {grown} KiB");
     Ok(())
 }
@@ -644,5 +645,23 @@ fn check_reports_a_filter_that_tries_to_wait() -> Result<()> {
         "{:?}",
         started.elapsed()
     );
+    Ok(())
+}
+
+/// Request heads are bounded at 8 KiB: past it, 431 and no session.
+#[tokio::test]
+async fn request_heads_over_8_kib_are_refused() -> Result<()> {
+    let server = tests::Server::bare(&[]).await?;
+    let initialize = |pad: usize| {
+        reqwest::Client::new()
+            .post(server.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("x-pad", "p".repeat(pad))
+            .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+            .send()
+    };
+    assert_eq!(initialize(6 * 1024).await?.status(), 200);
+    assert_eq!(initialize(9 * 1024).await?.status(), 431);
     Ok(())
 }
