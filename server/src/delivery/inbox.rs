@@ -49,7 +49,9 @@ pub fn is_auto_name(name: &str) -> bool {
 #[derive(Clone)]
 pub struct Queued {
     pub row: Option<u64>,
-    pub message: Arc<ServerJsonRpcMessage>,
+    /// The notification's JSON, serialized once when it was queued: what
+    /// the stream sends, the journal keeps and Redis carries.
+    pub json: Arc<str>,
     /// Its size as the stream will send it.
     pub bytes: usize,
     pub at_ms: u64,
@@ -290,6 +292,7 @@ impl Inboxes {
             });
         }
         let at_ms = now_ms();
+        let json = Arc::from(notification.as_str());
         let (row, written) = self.journal.put(&Record {
             to: inbox.name.clone(),
             at_ms,
@@ -299,7 +302,7 @@ impl Inboxes {
         self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
         inbox.messages.push_back(Queued {
             row,
-            message,
+            json,
             bytes,
             at_ms,
         });
@@ -402,10 +405,10 @@ pub fn by_recipient(backlog: Backlog) -> Vec<(String, Vec<Queued>)> {
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, (String, Vec<Queued>)> = HashMap::new();
     for (row, record) in backlog {
-        let Ok(message) = serde_json::from_str::<ServerJsonRpcMessage>(&record.notification) else {
+        if serde_json::from_str::<ServerJsonRpcMessage>(&record.notification).is_err() {
             tracing::warn!(row, "dropping a journaled message that does not parse");
             continue;
-        };
+        }
         let key = record.to.to_ascii_lowercase();
         let group = groups.entry(key.clone()).or_insert_with(|| {
             order.push(key);
@@ -413,8 +416,8 @@ pub fn by_recipient(backlog: Backlog) -> Vec<(String, Vec<Queued>)> {
         });
         group.1.push(Queued {
             row: Some(row),
-            message: Arc::new(message),
             bytes: record.notification.len(),
+            json: Arc::from(record.notification),
             at_ms: record.at_ms,
         });
     }
@@ -480,6 +483,10 @@ mod tests {
         ))
     }
 
+    fn json(message: Arc<ServerJsonRpcMessage>) -> Arc<str> {
+        serde_json::to_string(&*message).unwrap().into()
+    }
+
     fn inboxes(limits: InboxLimits) -> Inboxes {
         Inboxes::new(limits, Journal::disabled())
     }
@@ -515,7 +522,7 @@ mod tests {
         let mail: Vec<serde_json::Value> = inboxes
             .take("CODER")
             .into_iter()
-            .map(|q| serde_json::to_value(&*q.message).unwrap()["params"]["n"].clone())
+            .map(|q| serde_json::from_str::<serde_json::Value>(&q.json).unwrap()["params"]["n"].clone())
             .collect();
         assert_eq!(mail, [1, 2, 3]);
         assert!(inboxes.away().is_empty());
@@ -584,7 +591,7 @@ mod tests {
         // ...but mail a stream had not sent always finds one.
         let unsent = Queued {
             row: None,
-            message: note(3),
+            json: json(note(3)),
             bytes: 10,
             at_ms: now_ms(),
         };
@@ -602,7 +609,7 @@ mod tests {
             "coder",
             vec![Queued {
                 row: None,
-                message: note(1),
+                json: json(note(1)),
                 bytes: 10,
                 at_ms: 0,
             }],

@@ -44,11 +44,12 @@ pub enum PushError {
 /// A stream attachment; a newer one supersedes it.
 pub type Generation = u64;
 
-/// A message as its stream takes it: `seq` is its event id.
+/// A message as its stream takes it: `seq` is its event id, `json` the
+/// notification as serialized when it was queued.
 #[derive(Debug, Clone)]
 pub struct Delivered {
     pub seq: u64,
-    pub message: Arc<ServerJsonRpcMessage>,
+    pub json: Arc<str>,
 }
 
 impl Delivered {
@@ -166,6 +167,7 @@ impl Outbox {
         // Our notifications are plain JSON: serializing cannot fail.
         let notification = serde_json::to_string(&*message).unwrap_or_default();
         let bytes = notification.len();
+        let json = Arc::from(notification.as_str());
         let at_ms = now_ms();
         let record = Record {
             to: to.to_owned(),
@@ -185,7 +187,7 @@ impl Outbox {
             seq,
             queued: Queued {
                 row,
-                message,
+                json,
                 bytes,
                 at_ms,
             },
@@ -324,7 +326,7 @@ impl Outbox {
                     }
                     let delivered = Delivered {
                         seq: envelope.seq,
-                        message: envelope.queued.message.clone(),
+                        json: envelope.queued.json.clone(),
                     };
                     // Handed to the stream: from here the resume window keeps it.
                     self.journal.remove(envelope.queued.row);
@@ -499,7 +501,9 @@ mod tests {
         let got = take(&mut second, 2).await;
         let contents: Vec<serde_json::Value> = got
             .iter()
-            .map(|m| serde_json::to_value(&*m.message).unwrap()["params"]["n"].clone())
+            .map(|m| {
+                serde_json::from_str::<serde_json::Value>(&m.json).unwrap()["params"]["n"].clone()
+            })
             .collect();
         assert_eq!(contents, [2, 3], "no replay of 1, 2 before 3");
     }

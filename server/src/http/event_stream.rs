@@ -1,7 +1,8 @@
 //! Server-sent events: the bytes of an agent's stream. Each message is one
-//! event (`data:` its JSON-RPC notification, `id:` its event id), written in
-//! one buffer straight from the message; a comment goes out when the stream
-//! has been quiet for the keep-alive interval, so proxies in between keep it.
+//! event (`data:` its JSON-RPC notification as serialized when it was queued,
+//! `id:` its event id), written in one buffer; a comment goes out when the
+//! stream has been quiet for the keep-alive interval, so proxies in between
+//! keep it.
 
 use std::{
     convert::Infallible,
@@ -16,26 +17,18 @@ use axum::{
     response::Response,
 };
 use futures::Stream;
-use rmcp::model::ServerJsonRpcMessage;
 use tokio::time::{Instant, Sleep};
 
 use crate::mcp::sessions::StreamItem;
 
 const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
-/// One event: the message as `data`, then its `id`, then a `retry` hint.
-pub fn event(
-    message: Option<&ServerJsonRpcMessage>,
-    id: Option<&str>,
-    retry: Option<Duration>,
-) -> Bytes {
-    let mut buffer = Vec::with_capacity(256);
+/// One event: `data` (compact JSON holds no raw newline, so it is one
+/// line), then its `id`, then a `retry` hint.
+pub fn event(data: &str, id: Option<&str>, retry: Option<Duration>) -> Bytes {
+    let mut buffer = Vec::with_capacity(data.len() + 64);
     buffer.extend_from_slice(b"data: ");
-    if let Some(message) = message {
-        // Compact JSON holds no raw newline, so it is one `data` line. Our
-        // messages are plain JSON: serializing cannot fail.
-        let _ = serde_json::to_writer(&mut buffer, message);
-    }
+    buffer.extend_from_slice(data.as_bytes());
     buffer.push(b'\n');
     if let Some(id) = id {
         buffer.extend_from_slice(b"id: ");
@@ -51,10 +44,8 @@ pub fn event(
 
 fn encode(item: StreamItem) -> Bytes {
     match item {
-        StreamItem::Message(delivered) => {
-            event(Some(&delivered.message), Some(&delivered.event_id()), None)
-        }
-        StreamItem::Retry(retry) => event(None, None, Some(retry)),
+        StreamItem::Message(delivered) => event(&delivered.json, Some(&delivered.event_id()), None),
+        StreamItem::Retry(retry) => event("", None, Some(retry)),
     }
 }
 
@@ -123,7 +114,7 @@ mod tests {
     #[test]
     fn an_event_is_data_then_id_then_retry() {
         assert_eq!(
-            &event(None, Some("0"), Some(Duration::from_millis(500)))[..],
+            &event("", Some("0"), Some(Duration::from_millis(500)))[..],
             b"data: \nid: 0\nretry: 500\n\n"
         );
     }

@@ -93,12 +93,12 @@ fn session_not_found() -> Response {
 
 /// The answer to a request: JSON when the client takes it, else one event.
 fn answer(headers: &HeaderMap, message: &ServerJsonRpcMessage) -> Response {
+    // Our messages are plain JSON: serializing cannot fail.
+    let body = serde_json::to_string(message).unwrap_or_default();
     if !accepts(headers, JSON) {
-        let event = event_stream::event(Some(message), None, None);
+        let event = event_stream::event(&body, None, None);
         return event_stream::response(Some(event), futures::stream::empty(), Duration::MAX);
     }
-    // Our messages are plain JSON: serializing cannot fail.
-    let body = serde_json::to_vec(message).unwrap_or_default();
     let mut response = Response::new(Body::from(body));
     response
         .headers_mut()
@@ -227,7 +227,7 @@ pub async fn get(State(transport): State<Arc<Transport>>, headers: HeaderMap) ->
     // A fresh stream starts with the retry hint and event id 0 (nothing
     // seen yet); a resumed one goes on from the client's last event id.
     let first: Option<Bytes> = match last_event_id {
-        None => Some(event_stream::event(None, Some("0"), Some(SSE_RETRY))),
+        None => Some(event_stream::event("", Some("0"), Some(SSE_RETRY))),
         Some(_) => None,
     };
     event_stream::response(first, stream, transport.keep_alive)

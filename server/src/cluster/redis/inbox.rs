@@ -231,7 +231,7 @@ async fn apply_changes(
                     .arg(now_ms())
                     .arg(limits.ttl.as_millis() as u64);
                 for queued in &unsent {
-                    invocation.arg(format!("{}|{}", queued.at_ms, wire(&queued.message)));
+                    invocation.arg(format!("{}|{}", queued.at_ms, queued.json));
                 }
                 let mut result = Ok(0);
                 for attempt in 0..3u32 {
@@ -348,9 +348,9 @@ impl Mail for RedisMail {
                     continue;
                 };
                 let at_ms: u64 = at.parse().unwrap_or(0);
-                let Ok(parsed) = serde_json::from_str::<ServerJsonRpcMessage>(notification) else {
+                if serde_json::from_str::<ServerJsonRpcMessage>(notification).is_err() {
                     continue;
-                };
+                }
                 if now.saturating_sub(at_ms) >= ttl {
                     expired += 1;
                     continue;
@@ -363,7 +363,7 @@ impl Mail for RedisMail {
                 written.push(durable);
                 mail.push(Queued {
                     row,
-                    message: Arc::new(parsed),
+                    json: Arc::from(notification),
                     bytes: notification.len(),
                     at_ms,
                 });
