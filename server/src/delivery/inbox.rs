@@ -522,7 +522,9 @@ mod tests {
         let mail: Vec<serde_json::Value> = inboxes
             .take("CODER")
             .into_iter()
-            .map(|q| serde_json::from_str::<serde_json::Value>(&q.json).unwrap()["params"]["n"].clone())
+            .map(|q| {
+                serde_json::from_str::<serde_json::Value>(&q.json).unwrap()["params"]["n"].clone()
+            })
             .collect();
         assert_eq!(mail, [1, 2, 3]);
         assert!(inboxes.away().is_empty());
