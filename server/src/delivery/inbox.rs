@@ -52,9 +52,14 @@ pub struct Queued {
     /// The notification's JSON, serialized once when it was queued: what
     /// the stream sends, the journal keeps and Redis carries.
     pub json: Arc<str>,
-    /// Its size as the stream will send it.
-    pub bytes: usize,
     pub at_ms: u64,
+}
+
+impl Queued {
+    /// Its size as the stream will send it.
+    pub fn bytes(&self) -> usize {
+        self.json.len()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -195,7 +200,7 @@ impl Inboxes {
         }
         for (to, mail) in groups {
             let since_ms = mail.iter().map(|q| q.at_ms).max().unwrap_or_else(now_ms);
-            let bytes = mail.iter().map(|q| q.bytes).sum();
+            let bytes = mail.iter().map(Queued::bytes).sum();
             self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
             self.lock().insert(
                 to.to_ascii_lowercase(),
@@ -244,8 +249,9 @@ impl Inboxes {
         });
         inbox.since_ms = now_ms();
         for queued in unsent {
-            inbox.bytes += queued.bytes;
-            self.total_bytes.fetch_add(queued.bytes, Ordering::Relaxed);
+            inbox.bytes += queued.bytes();
+            self.total_bytes
+                .fetch_add(queued.bytes(), Ordering::Relaxed);
             inbox.messages.push_back(queued);
         }
     }
@@ -300,12 +306,7 @@ impl Inboxes {
         });
         inbox.bytes += bytes;
         self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
-        inbox.messages.push_back(Queued {
-            row,
-            json,
-            bytes,
-            at_ms,
-        });
+        inbox.messages.push_back(Queued { row, json, at_ms });
         Ok((inbox.messages.len(), written))
     }
 
@@ -360,8 +361,9 @@ impl Inboxes {
             if now.saturating_sub(oldest.at_ms) < ttl {
                 break;
             }
-            inbox.bytes -= oldest.bytes;
-            self.total_bytes.fetch_sub(oldest.bytes, Ordering::Relaxed);
+            inbox.bytes -= oldest.bytes();
+            self.total_bytes
+                .fetch_sub(oldest.bytes(), Ordering::Relaxed);
             self.journal.remove(oldest.row);
             inbox.messages.pop_front();
             dropped += 1;
@@ -416,7 +418,6 @@ pub fn by_recipient(backlog: Backlog) -> Vec<(String, Vec<Queued>)> {
         });
         group.1.push(Queued {
             row: Some(row),
-            bytes: record.notification.len(),
             json: Arc::from(record.notification),
             at_ms: record.at_ms,
         });
@@ -594,7 +595,6 @@ mod tests {
         let unsent = Queued {
             row: None,
             json: json(note(3)),
-            bytes: 10,
             at_ms: now_ms(),
         };
         inboxes.went_away("fifth", vec![unsent]);
@@ -612,7 +612,6 @@ mod tests {
             vec![Queued {
                 row: None,
                 json: json(note(1)),
-                bytes: 10,
                 at_ms: 0,
             }],
         );

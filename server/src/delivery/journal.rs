@@ -7,7 +7,7 @@
 //! has gathered since its last commit in one transaction (group commit):
 //! under load many messages share one `fsync`, and a message whose removal
 //! arrives in the same batch as its write never touches the disk at all.
-//! A batch gathers for [`GATHER`] after its first operation, long enough for
+//! A batch gathers for `GATHER` after its first operation, long enough for
 //! an online recipient's stream to take a message: so at a steady rate, too,
 //! mail to online agents costs no disk write (committing each message as it
 //! came cost two `fsync`s per message and a third of the server's CPU at
@@ -37,7 +37,7 @@ const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
 /// How long a batch gathers operations before it is committed.
-pub const GATHER: Duration = Duration::from_millis(2);
+const GATHER: Duration = Duration::from_millis(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {

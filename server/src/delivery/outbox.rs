@@ -90,7 +90,7 @@ impl State {
             if !over {
                 break;
             }
-            self.sent_bytes -= oldest.envelope.queued.bytes;
+            self.sent_bytes -= oldest.envelope.queued.bytes();
             self.sent.pop_front();
         }
     }
@@ -122,8 +122,8 @@ pub struct Outbox {
     journal: Arc<Journal>,
 }
 
-/// Parses an event id this module handed out; other ids (rmcp's priming
-/// event, say) are not ours.
+/// Parses an event id this module handed out; other ids (the opening
+/// event's `0`, say) are not ours.
 pub fn parse_event_id(id: &str) -> Option<u64> {
     id.strip_prefix(EVENT_ID_PREFIX)?.parse().ok()
 }
@@ -166,7 +166,6 @@ impl Outbox {
         }
         // Our notifications are plain JSON: serializing cannot fail.
         let notification = serde_json::to_string(&*message).unwrap_or_default();
-        let bytes = notification.len();
         let json = Arc::from(notification.as_str());
         let at_ms = now_ms();
         let record = Record {
@@ -185,12 +184,7 @@ impl Outbox {
         state.next_seq += 1;
         state.pending.push_back(Envelope {
             seq,
-            queued: Queued {
-                row,
-                json,
-                bytes,
-                at_ms,
-            },
+            queued: Queued { row, json, at_ms },
             handed: Some(handed),
         });
         drop(state);
@@ -330,7 +324,7 @@ impl Outbox {
                     };
                     // Handed to the stream: from here the resume window keeps it.
                     self.journal.remove(envelope.queued.row);
-                    state.sent_bytes += envelope.queued.bytes;
+                    state.sent_bytes += envelope.queued.bytes();
                     state.sent.push_back(Sent {
                         envelope,
                         at: Instant::now(),

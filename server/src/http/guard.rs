@@ -12,9 +12,8 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 
-use super::streamable::SESSION_HEADER;
+use super::{header_str, refuse, streamable::SESSION_HEADER};
 use crate::{
     auth::{Principal, Role, Tokens},
     mcp::{
@@ -37,10 +36,6 @@ pub struct Guard {
     pub registry: Arc<Registry>,
     pub max_agents: usize,
     pub max_sessions: usize,
-}
-
-fn refuse(status: StatusCode, message: String) -> Response {
-    (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -81,10 +76,6 @@ fn is_loopback_host(authority: &str) -> bool {
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim_start().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 impl Guard {
@@ -295,8 +286,7 @@ pub async fn mcp(State(guard): State<Arc<Guard>>, request: Request, next: Next) 
             if owner.is_some() && owner != identity.fixed {
                 return refuse(
                     StatusCode::FORBIDDEN,
-                    "this session belongs to another token; start a new session with your own"
-                        .into(),
+                    "this session belongs to another token; start a new session with your own",
                 );
             }
             // Also covers sessions restored after a restart, whose identity

@@ -9,6 +9,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use rmcp::model::ClientJsonRpcMessage;
+
+use super::refuse;
 use serde_json::json;
 
 /// JSON-RPC 2.0 error codes.
@@ -63,29 +65,21 @@ pub async fn read(body: Body, max_bytes: usize) -> Result<ClientJsonRpcMessage, 
     let bytes = match axum::body::to_bytes(body, max_bytes).await {
         Ok(bytes) => bytes,
         Err(error) if super::serve::is_body_timeout(&error) => {
-            return Err((
-                StatusCode::REQUEST_TIMEOUT,
-                axum::Json(json!({ "error": error.to_string() })),
-            )
-                .into_response());
+            return Err(refuse(StatusCode::REQUEST_TIMEOUT, error.to_string()));
         }
         Err(error) if !is_length_limit(&error) => {
-            return Err((
+            return Err(refuse(
                 StatusCode::BAD_REQUEST,
-                axum::Json(
-                    json!({ "error": format!("the request body could not be read: {error}") }),
-                ),
-            )
-                .into_response());
+                format!("the request body could not be read: {error}"),
+            ));
         }
         Err(_) => {
-            return Err((
+            return Err(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                axum::Json(json!({ "error": format!(
+                format!(
                     "the request body is over the limit of {max_bytes} bytes; send a shorter message (the limit follows --max-message-bytes)"
-                )})),
-            )
-                .into_response());
+                ),
+            ));
         }
     };
     parse(&bytes).map_err(|(code, message)| rpc_error(code, message))

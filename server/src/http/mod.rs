@@ -16,9 +16,12 @@ use std::{io, net::SocketAddr, sync::Arc};
 use axum::{
     Router,
     extract::DefaultBodyLimit,
+    http::{HeaderMap, StatusCode},
     middleware,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +30,16 @@ use crate::{
     mcp::{Mcp, SSE_KEEP_ALIVE},
     permissions::Permissions,
 };
+
+/// A refusal as every route words it: `{"error": "<one sentence>"}`.
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// A header's value, when it is text.
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {

@@ -2,7 +2,7 @@
 //! open, how long a client may take to send its request headers, and how long
 //! a connection may sit without a request in progress. Event streams are
 //! requests in progress (their response never ends), so they are never idle;
-//! rmcp's keep-alive comments keep the proxies in between from timing them out.
+//! their keep-alive comments keep the proxies in between from timing them out.
 //!
 //! `axum::serve` builds hyper without a timer, so it has none of these bounds:
 //! a client sending half a header, or nothing at all, held a descriptor

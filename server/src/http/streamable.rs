@@ -17,9 +17,8 @@ use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, ErrorCode, ErrorData, ProtocolVersion,
     ServerJsonRpcMessage,
 };
-use serde_json::json;
 
-use super::{event_stream, jsonrpc_body};
+use super::{event_stream, header_str, jsonrpc_body, refuse};
 use crate::{
     mcp::{Mcp, SSE_RETRY},
     registry::AttachError,
@@ -38,12 +37,9 @@ pub struct Transport {
     pub keep_alive: Duration,
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// A media type without its parameters (`application/json; charset=utf-8`).
+fn media_type(value: &str) -> &str {
+    value.split(';').next().unwrap_or_default().trim()
 }
 
 /// Whether the `Accept` header names `media` (or any type).
@@ -53,7 +49,7 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|range| range.split(';').next().unwrap_or_default().trim())
+        .map(media_type)
         .any(|range| range.eq_ignore_ascii_case(media) || range == "*/*")
 }
 
@@ -115,13 +111,8 @@ pub async fn post(State(transport): State<Arc<Transport>>, request: Request) -> 
             "the client must accept application/json or text/event-stream",
         );
     }
-    let is_json = header_str(headers, header::CONTENT_TYPE.as_str()).is_some_and(|v| {
-        v.split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .eq_ignore_ascii_case(JSON)
-    });
+    let is_json = header_str(headers, header::CONTENT_TYPE.as_str())
+        .is_some_and(|v| media_type(v).eq_ignore_ascii_case(JSON));
     if !is_json {
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

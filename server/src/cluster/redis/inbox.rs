@@ -364,7 +364,6 @@ impl Mail for RedisMail {
                 mail.push(Queued {
                     row,
                     json: Arc::from(notification),
-                    bytes: notification.len(),
                     at_ms,
                 });
             }
